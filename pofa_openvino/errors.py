@@ -1,0 +1,25 @@
+"""Errors the CLI turns into one line and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+
+class PofaError(Exception):
+    """A user-facing failure: the message alone says what went wrong and what to do."""
+
+    exit_code = 1
+
+
+class RecipeError(PofaError):
+    """A recipe (or a --set override) is invalid: ``file:line: key: message``."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str = "", line: int | None = None, key: str = ""):
+        self.source, self.line, self.key, self.detail = source, line, key, message
+        where = source + (f":{line}" if line else "")
+        parts = [p for p in (where, key, message) if p]
+        super().__init__(": ".join(parts))
+
+
+class StageError(PofaError):
+    """A pipeline stage failed; earlier stages are kept and the run can resume."""

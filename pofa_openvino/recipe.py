@@ -1,0 +1,430 @@
+"""Recipe schema v1: strict pydantic sections in INC's own vocabulary, loaded with line-precise errors.
+
+A recipe is data, never code: safe YAML only, no evaluation, ``trust_remote_code`` off unless set.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import yaml_lines
+from .errors import RecipeError
+
+log = logging.getLogger(__name__)
+
+PATTERN_HELP = "use unstructured, NxM (4x1, 1x4), N:M (2:4), channelx1 or 1xchannel"
+_PATTERN = re.compile(r"^(unstructured|[1-9]\d*x[1-9]\d*|[1-9]\d*:[1-9]\d*|channelx1|1xchannel)$")
+BUILTIN_DATASETS = ("builtin:sentiment",)
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors, assignments are re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(Section):
+    """What to start from: a hub id, a local HF directory, or ``offline:<name>`` (see registry)."""
+
+    name_or_path: str
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class DataSection(Section):
+    """Where examples come from. ``dataset`` is a hub name (``glue/sst2``) or ``builtin:sentiment``;
+    local files go in ``train_file`` / ``validation_file`` (csv, tsv, jsonl)."""
+
+    dataset: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    text_columns: list[str] = Field(default_factory=lambda: ["text"], min_length=1, max_length=2)
+    label_column: str = "label"
+    labels: list[str] | None = Field(default=None, min_length=2)
+    max_seq_length: int = Field(default=128, ge=8, le=4096)
+    max_train_samples: int | None = Field(default=None, gt=0)
+    max_eval_samples: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSection:
+        if self.dataset is None and not (self.train_file and self.validation_file):
+            raise ValueError("give `dataset` (a hub name or builtin:sentiment) or both "
+                             "`train_file` and `validation_file`")
+        if self.dataset is not None and (self.train_file or self.validation_file):
+            raise ValueError("give either `dataset` or local files, not both")
+        return self
+
+
+class PrunerGroup(Section):
+    """One entry of INC's ``pruning_configs``: settings for the layers it names."""
+
+    op_names: list[str] = Field(default_factory=list)
+    excluded_op_names: list[str] = Field(default_factory=list)
+    target_sparsity: float | None = Field(default=None, ge=0.0, lt=1.0)
+    pruning_type: str | None = None
+    pattern: str | None = None
+    pruning_scope: Literal["global", "local"] | None = None
+    start_step: int | None = Field(default=None, ge=0)
+    end_step: int | None = Field(default=None, ge=0)
+    pruning_frequency: int | None = Field(default=None, ge=1)
+    min_sparsity_ratio_per_op: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_sparsity_ratio_per_op: float | None = Field(default=None, ge=0.0, le=1.0)
+    sparsity_decay_type: Literal["exp", "cos", "cube", "linear"] | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None and not _PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a pattern; {PATTERN_HELP}")
+        return value
+
+    @field_validator("pruning_type")
+    @classmethod
+    def _pruning_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRUNING_TYPES:
+            raise ValueError(f"{value!r} is not a pruning_type; use {', '.join(PRUNING_TYPES)}")
+        return value
+
+
+PRUNING_TYPES = ("snip_momentum", "magnitude", "snip", "pattern_lock", "magnitude_progressive",
+                 "snip_progressive", "snip_momentum_progressive")
+
+
+class PruningSection(PrunerGroup):
+    """INC ``WeightPruningConfig``: the global values, plus optional per-layer ``pruning_configs``.
+
+    Defaults are INC's, except ``pruning_op_types`` (Linear only: transformers have no Conv to
+    prune) and ``excluded_op_names`` (the task head stays dense unless you list it)."""
+
+    target_sparsity: float = Field(default=0.9, ge=0.0, lt=1.0)
+    pruning_type: str = "snip_momentum"
+    pattern: str = "4x1"
+    pruning_scope: Literal["global", "local"] = "global"
+    start_step: int = Field(default=0, ge=0)
+    end_step: int = Field(default=0, ge=0)
+    pruning_frequency: int = Field(default=1, ge=1)
+    min_sparsity_ratio_per_op: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_sparsity_ratio_per_op: float = Field(default=0.98, ge=0.0, le=1.0)
+    sparsity_decay_type: Literal["exp", "cos", "cube", "linear"] = "exp"
+    excluded_op_names: list[str] = Field(
+        default_factory=lambda: ["classifier", "qa_outputs", "pre_classifier", "pooler"])
+    pruning_op_types: list[Literal["Linear", "Conv"]] = Field(default_factory=lambda: ["Linear"])
+    pruning_configs: list[PrunerGroup] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _steps(self) -> PruningSection:
+        if self.end_step < self.start_step:
+            raise ValueError(f"end_step ({self.end_step}) is before start_step ({self.start_step})")
+        return self
+
+
+class DistillationSection(Section):
+    """Logit distillation from a dense teacher: alpha * CE + (1 - alpha) * T^2 * KL."""
+
+    teacher: str
+    temperature: float = Field(default=2.0, gt=0.0)
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class TrainingSection(Section):
+    """Fine-tuning loop settings, named as Hugging Face ``TrainingArguments`` names them."""
+
+    num_train_epochs: float = Field(default=3.0, gt=0.0)
+    max_steps: int = Field(default=-1, ge=-1)
+    per_device_train_batch_size: int = Field(default=32, ge=1)
+    per_device_eval_batch_size: int = Field(default=64, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=5e-5, gt=0.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    max_grad_norm: float = Field(default=1.0, gt=0.0)
+    seed: int = 42
+    logging_steps: int = Field(default=10, ge=1)
+
+    @field_validator("max_steps")
+    @classmethod
+    def _max_steps(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("0 steps would train nothing; use -1 (epochs decide) or a positive count")
+        return value
+
+
+class OpSetting(Section):
+    dtype: list[Literal["fp32", "int8"]] = Field(min_length=1)
+
+
+class OpOverride(Section):
+    """INC ``op_name_dict`` / ``op_type_dict`` entry, e.g. ``{activation: {dtype: [fp32]}}``."""
+
+    activation: OpSetting | None = None
+    weight: OpSetting | None = None
+
+
+class SmoothQuantArgs(Section):
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class QuantRecipes(Section):
+    """INC ``recipes``: only SmoothQuant applies to these models."""
+
+    smooth_quant: bool = False
+    smooth_quant_args: SmoothQuantArgs = Field(default_factory=SmoothQuantArgs)
+
+
+class AccuracyCriterion(Section):
+    """INC ``AccuracyCriterion``: the metric may drop at most ``tolerable_loss``."""
+
+    criterion: Literal["relative", "absolute"] = "relative"
+    tolerable_loss: float = Field(default=0.01, ge=0.0, lt=1.0)
+
+
+class QuantizationSection(Section):
+    """INC ``PostTrainingQuantConfig`` / ``QuantizationAwareTrainingConfig`` vocabulary."""
+
+    approach: Literal["static", "weight_only", "qat", "none"] = "static"
+    calibration_sampling_size: int = Field(default=300, ge=1)
+    op_name_dict: dict[str, OpOverride] = Field(default_factory=dict)
+    op_type_dict: dict[str, OpOverride] = Field(default_factory=dict)
+    recipes: QuantRecipes = Field(default_factory=QuantRecipes)
+    accuracy_criterion: AccuracyCriterion | None = None
+
+
+class ExportSection(Section):
+    """OpenVINO IR export; the sparse rate is written to ``runtime_config.json`` beside the IR."""
+
+    sparse_weights_decompression_rate: Literal["auto", "off"] | float = "auto"
+
+    @field_validator("sparse_weights_decompression_rate")
+    @classmethod
+    def _rate(cls, value: str | float) -> str | float:
+        if isinstance(value, float) and not 0.5 <= value <= 1.0:
+            raise ValueError(f"{value} is out of range; use auto, off, or a rate in [0.5, 1.0] "
+                             "(OpenVINO's CPU plugin documents rates above 0.5)")
+        return value
+
+
+class BenchmarkSection(Section):
+    sequence_lengths: list[int] = Field(default_factory=lambda: [32, 128, 384], min_length=1)
+    batch_size: int = Field(default=1, ge=1)
+    duration_s: float = Field(default=10.0, gt=0.0)
+    threads: int | None = Field(default=None, ge=1)
+
+
+class PackageSection(Section):
+    target: Literal["xeon-amx", "xeon", "edge"] = "xeon-amx"
+    archive: bool = False
+
+
+class Recipe(Section):
+    """A whole recipe. Sections left out are stages that do not run."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    task: Literal["text-classification", "question-answering"] = "text-classification"
+    model: ModelSection
+    data: DataSection
+    pruning: PruningSection | None = None
+    training: TrainingSection | None = None
+    distillation: DistillationSection | None = None
+    quantization: QuantizationSection | None = None
+    export: ExportSection | None = None
+    benchmark: BenchmarkSection | None = None
+    package: PackageSection | None = None
+
+    @model_validator(mode="after")
+    def _needs_training(self) -> Recipe:
+        for section in ("pruning", "distillation"):
+            if getattr(self, section) is not None and self.training is None:
+                raise ValueError(f"`{section}` happens during fine-tuning: add a `training` section")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def digest(self) -> str:
+        """Stable hash of the resolved recipe (what the manifest records)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+class LoadedRecipe(BaseModel):
+    """A validated recipe plus where it came from (for relative paths and error messages)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    recipe: Recipe
+    source: str
+    base_dir: Path
+
+
+def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> LoadedRecipe:
+    """Load and validate a recipe from a YAML file or a dict; ``overrides`` are ``key.path=value``.
+
+    Raises :class:`RecipeError` whose message is ``file:line: key: what is wrong; valid choices``.
+    """
+    if isinstance(source, dict):
+        data, lines, name, base_dir = copy.deepcopy(source), {}, "<dict>", Path.cwd()
+    else:
+        path = Path(source)
+        name = str(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RecipeError(f"cannot read recipe: {exc.strerror}", source=name) from None
+        data, lines = yaml_lines.parse(text, name)
+        base_dir = path.resolve().parent
+    if not isinstance(data, dict):
+        raise RecipeError("a recipe is a mapping of sections (name, model, data, ...)", source=name, line=1)
+    origins = {key: name for key in lines}
+    for item in overrides or []:
+        key = _apply_override(data, item)
+        origins[key] = f"--set {item}"
+    recipe = _validate(data, name, lines, origins)
+    loaded = LoadedRecipe(recipe=recipe, source=name, base_dir=base_dir)
+    _resolve_paths(loaded, lines, origins)
+    if recipe.model.trust_remote_code:
+        log.warning("%s: model.trust_remote_code is true: the model repository's Python code will run", name)
+    return loaded
+
+
+def _apply_override(data: dict[str, Any], item: str) -> str:
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError(f"{item!r} is not key.path=value", source="--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(f"{part!r} is not a section", source=f"--set {item}", key=key)
+        node = child
+    node[parts[-1]] = value
+    return key
+
+
+def _validate(data: dict[str, Any], name: str, lines: yaml_lines.LineMap, origins: dict[str, str]) -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = tuple(error["loc"])
+        key = yaml_lines.dotted(loc)
+        source, line = _where(key, name, lines, origins)
+        raise RecipeError(_describe(error, loc), source=source, line=line, key=key or "(top level)") from None
+
+
+def _where(key: str, name: str, lines: yaml_lines.LineMap, origins: dict[str, str]) -> tuple[str, int | None]:
+    """The file and line of ``key``, or of its nearest parent that the file spells out."""
+    probe = key
+    while probe:
+        if probe in origins and origins[probe] != name:
+            return origins[probe], None
+        if probe in lines:
+            return name, lines[probe]
+        probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe) if ("." in probe or "[" in probe) else ""
+    return name, None
+
+
+def _describe(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        choices = sorted(_fields_at(loc[:-1]))
+        near = difflib.get_close_matches(str(loc[-1]), choices, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        return f"unknown key; {hint}valid keys: {', '.join(choices)}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = error["ctx"]["expected"].replace("'", "")
+        return f"{value!r} is not allowed; use {expected}"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind in {"value_error", "assertion_error"}:
+        return message
+    return f"{value!r}: {message[0].lower()}{message[1:]}" if not isinstance(value, dict) else message
+
+
+def _fields_at(loc: tuple[Any, ...]) -> set[str]:
+    """Field names valid at ``loc`` (a path into the Recipe model), for 'did you mean' hints."""
+    model: Any = Recipe
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _model_of(field.annotation) if field else None
+    return set(model.model_fields) if model else set()
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found:
+            return found
+    return None
+
+
+def _resolve_paths(loaded: LoadedRecipe, lines: yaml_lines.LineMap, origins: dict[str, str]) -> None:
+    """Make local paths absolute (relative to the recipe file) and fail early on missing ones."""
+    recipe, base = loaded.recipe, loaded.base_dir
+
+    def fail(key: str, message: str) -> None:
+        source, line = _where(key, loaded.source, lines, origins)
+        raise RecipeError(message, source=source, line=line, key=key)
+
+    for key in ("train_file", "validation_file"):
+        value = getattr(recipe.data, key)
+        if value is not None:
+            path = (base / value).expanduser()
+            if not path.is_file():
+                fail(f"data.{key}", f"file not found: {path}")
+            setattr(recipe.data, key, str(path.resolve()))
+    dataset = recipe.data.dataset
+    if dataset is not None and dataset.startswith("builtin:") and dataset not in BUILTIN_DATASETS:
+        fail("data.dataset", f"{dataset!r} is not a built-in dataset; use {', '.join(BUILTIN_DATASETS)}")
+    for key, section in (("model.name_or_path", recipe.model), ("distillation.teacher", recipe.distillation)):
+        if section is None:
+            continue
+        field = key.split(".")[1]
+        resolved, problem = _resolve_model_ref(getattr(section, field), base)
+        if problem:
+            fail(key, problem)
+        setattr(section, field, resolved)
+
+
+def _resolve_model_ref(value: str, base: Path) -> tuple[str, str | None]:
+    """A model reference is ``offline:<name>``, a local directory, or a hub id (``org/name``)."""
+    from .registry import OFFLINE_MODELS
+
+    if value.startswith("offline:"):
+        if value[len("offline:"):] not in OFFLINE_MODELS:
+            return value, f"{value!r} is not an offline model; use " + ", ".join(
+                f"offline:{n}" for n in OFFLINE_MODELS)
+        return value, None
+    local = (base / value).expanduser()
+    if value.startswith((".", "/", "~")) or local.is_dir():
+        if not (local / "config.json").is_file():
+            return value, f"no Hugging Face model directory (config.json) at {local}"
+        return str(local.resolve()), None
+    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", value):
+        return value, None
+    return value, f"{value!r} is neither a local model directory nor a hub id like org/name"
