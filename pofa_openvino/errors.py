@@ -23,3 +23,9 @@ class RecipeError(PofaError):
 
 class StageError(PofaError):
     """A pipeline stage failed; earlier stages are kept and the run can resume."""
+
+
+class DataError(PofaError):
+    """Task data is unusable: the message names the file, the row and the column."""
+
+    exit_code = 2

@@ -48,7 +48,7 @@ class DataSection(Section):
     dataset: str | None = None
     train_file: str | None = None
     validation_file: str | None = None
-    text_columns: list[str] = Field(default_factory=lambda: ["text"], min_length=1, max_length=2)
+    text_columns: list[str] | None = Field(default=None, min_length=1, max_length=2)
     label_column: str = "label"
     labels: list[str] | None = Field(default=None, min_length=2)
     max_seq_length: int = Field(default=128, ge=8, le=4096)

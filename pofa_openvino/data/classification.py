@@ -1,0 +1,158 @@
+"""Sequence-classification data: GLUE by hub name, local csv/tsv/jsonl, or the built-in set.
+
+Bad rows stop the run before training, naming the file, the row and the column."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+log = logging.getLogger(__name__)
+
+# GLUE tasks by hub name: text columns, label names, evaluation split(s).
+GLUE: dict[str, tuple[tuple[str, ...], list[str], tuple[str, ...]]] = {
+    "sst2": (("sentence",), ["negative", "positive"], ("validation",)),
+    "mnli": (("premise", "hypothesis"), ["entailment", "neutral", "contradiction"],
+             ("validation_matched", "validation_mismatched")),
+    "qqp": (("question1", "question2"), ["not_duplicate", "duplicate"], ("validation",)),
+    "qnli": (("question", "sentence"), ["entailment", "not_entailment"], ("validation",)),
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    texts: tuple[str, ...]
+    label: int
+
+
+@dataclass
+class ClassificationData:
+    """Train and evaluation examples with the label names (index = class id)."""
+
+    train: list[Example]
+    eval: dict[str, list[Example]]
+    labels: list[str]
+    text_columns: tuple[str, ...]
+
+    @property
+    def primary_eval(self) -> list[Example]:
+        return next(iter(self.eval.values()))
+
+
+def load_classification(data: Any) -> ClassificationData:
+    """``data`` is the recipe's :class:`~pofa_openvino.recipe.DataSection`."""
+    if data.dataset == "builtin:sentiment":
+        from .synthetic import LABELS, sentiment
+
+        train, evaluation = sentiment()
+        result = ClassificationData(train, {"validation": evaluation}, list(LABELS), ("text",))
+    elif data.dataset is not None:
+        result = _load_hub(data)
+    else:
+        columns = tuple(data.text_columns or ("text",))
+        train_rows = read_rows(Path(data.train_file))
+        labels = data.labels or _label_set(train_rows, data.label_column)
+        train = _examples(train_rows, Path(data.train_file), columns, data.label_column, labels)
+        eval_path = Path(data.validation_file)
+        evaluation = _examples(read_rows(eval_path), eval_path, columns, data.label_column, labels)
+        result = ClassificationData(train, {"validation": evaluation}, labels, columns)
+    if data.max_train_samples:
+        result.train = result.train[: data.max_train_samples]
+    if data.max_eval_samples:
+        result.eval = {k: v[: data.max_eval_samples] for k, v in result.eval.items()}
+    log.info("data: %d train, %s eval examples, labels %s", len(result.train),
+             "/".join(str(len(v)) for v in result.eval.values()), result.labels)
+    return result
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a .csv, .tsv or .jsonl file as dicts (header line required for csv/tsv)."""
+    suffix = path.suffix.lower()
+    if suffix not in {".csv", ".tsv", ".jsonl", ".json"}:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
+    with path.open(encoding="utf-8", newline="") as handle:
+        if suffix == ".jsonl" or suffix == ".json":
+            rows = []
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}:{number}: not a JSON object: {exc.msg}") from None
+        else:
+            rows = list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",",
+                                       quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL))
+    if not rows:
+        raise DataError(f"{path}: the file has no data rows")
+    return rows
+
+
+def _label_set(rows: list[dict[str, Any]], column: str) -> list[str]:
+    values = {str(row.get(column)) for row in rows if row.get(column) not in (None, "")}
+    if all(v.lstrip("-").isdigit() for v in values):
+        return [str(i) for i in range(max(int(v) for v in values) + 1)]
+    return sorted(values)
+
+
+def _examples(rows: list[dict[str, Any]], path: Path, columns: tuple[str, ...], label_column: str,
+              labels: list[str]) -> list[Example]:
+    """Validate every row (header is row 1 for csv/tsv, so data rows start at 2)."""
+    first_row = 1 if path.suffix.lower() in {".jsonl", ".json"} else 2
+    for needed in (*columns, label_column):
+        if needed not in rows[0]:
+            raise DataError(f"{path}: row {first_row}: column {needed!r} is missing; "
+                            f"the file has {', '.join(map(str, rows[0]))}")
+    index = {name: i for i, name in enumerate(labels)}
+    out = []
+    for number, row in enumerate(rows, start=first_row):
+        texts = []
+        for column in columns:
+            text = row.get(column)
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{path}: row {number}: column {column!r} is empty")
+            texts.append(text)
+        label = str(row.get(label_column))
+        if label not in index:
+            raise DataError(f"{path}: row {number}: column {label_column!r}: label {label!r} is not one "
+                            f"of {', '.join(labels)}")
+        out.append(Example(tuple(texts), index[label]))
+    return out
+
+
+def _load_hub(data: Any) -> ClassificationData:
+    """GLUE through ``datasets`` (``glue/sst2``, ``nyu-mll/glue/mnli`` or just ``sst2``)."""
+    import datasets
+
+    *repo, task = data.dataset.split("/")
+    if task not in GLUE:
+        raise DataError(f"data.dataset {data.dataset!r}: unknown GLUE task; use one of "
+                        f"{', '.join('glue/' + t for t in GLUE)}, or local files")
+    columns, labels, eval_splits = GLUE[task]
+    columns = tuple(data.text_columns or columns)
+    loaded = datasets.load_dataset("/".join(repo) or "nyu-mll/glue", task)
+
+    def convert(split: str) -> list[Example]:
+        return [Example(tuple(row[c] for c in columns), int(row["label"])) for row in loaded[split]]
+
+    return ClassificationData(convert("train"), {s: convert(s) for s in eval_splits}, list(labels), columns)
+
+
+def batches(tokenizer: Any, examples: list[Example], batch_size: int, max_length: int,
+            order: list[int] | None = None):
+    """Tokenized torch batches (padded to the longest in the batch) with a ``labels`` tensor."""
+    import torch
+
+    order = order if order is not None else list(range(len(examples)))
+    for start in range(0, len(order), batch_size):
+        chunk = [examples[i] for i in order[start:start + batch_size]]
+        columns = list(zip(*(e.texts for e in chunk)))
+        encoded = tokenizer(*columns, truncation=True, max_length=max_length, padding=True,
+                            return_tensors="pt")
+        encoded["labels"] = torch.tensor([e.label for e in chunk])
+        yield encoded

@@ -1,0 +1,66 @@
+"""Loading task models and tokenizers from a hub id, a local HF directory or an offline package."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .registry import resolve_model
+
+log = logging.getLogger(__name__)
+
+AUTO_CLASSES = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+}
+
+
+def load_tokenizer(ref: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    path = resolve_model(ref)
+    return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code,
+                                         local_files_only=Path(path).is_dir())
+
+
+def load_model(ref: str, task: str, labels: list[str] | None = None, revision: str | None = None,
+               trust_remote_code: bool = False) -> Any:
+    """The task model; a missing head (an encoder-only checkpoint) is created and said so."""
+    import transformers
+
+    _quiet_transformers()
+    path = resolve_model(ref)
+    auto = getattr(transformers, AUTO_CLASSES[task])
+    kwargs: dict[str, Any] = {}
+    if labels is not None:
+        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                      label2id={name: i for i, name in enumerate(labels)})
+    model = auto.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code,
+                                 local_files_only=Path(path).is_dir(), **kwargs)
+    if labels is not None and not _has_head(path, len(labels)):
+        log.info("the checkpoint has no %d-label head: a new one is initialised for fine-tuning", len(labels))
+    log.info("loaded %s (%s, %.1fM parameters) from %s", type(model).__name__, model.config.model_type,
+             sum(p.numel() for p in model.parameters()) / 1e6, path)
+    return model
+
+
+def _has_head(path: str, num_labels: int) -> bool:
+    """Whether a local checkpoint already is a task model with this many labels."""
+    import json
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return True  # a hub id: transformers reports what it initialised
+    data = json.loads(config.read_text())
+    task_head = any(a.endswith(("ForSequenceClassification", "ForQuestionAnswering"))
+                    for a in data.get("architectures") or [])
+    return task_head and len(data.get("id2label") or {}) in (0, num_labels)
+
+
+def _quiet_transformers() -> None:
+    """transformers' load reports and progress bars repeat what our log says; keep its warnings."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

@@ -1,0 +1,172 @@
+"""Stage runner: sequences the stages in a run directory, records the manifest, resumes.
+
+A stage is reused on ``resume`` when it finished before and its fingerprint (its recipe sections,
+the fingerprint of the stage before it, and for ``load`` the checksums of the inputs) is unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import report as report_md
+from . import stages
+from .errors import PofaError, RecipeError, StageError
+from .recipe import LoadedRecipe, Recipe, load_recipe
+from .rundir import MANIFEST_FORMAT, claim, read_json, sha256_tree, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+LIBRARIES = ("pofa-openvino", "openvino", "openvino-tokenizers", "torch", "transformers", "neural-compressor",
+             "nncf", "optimum-intel", "datasets", "numpy")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    sections: tuple[str, ...]
+    run: Callable[[stages.StageContext], stages.StageOutput]
+    enabled: Callable[[Recipe], bool] = lambda recipe: True
+
+
+STAGES = (
+    Stage("load", ("task", "model", "data"), stages.load),
+    Stage("train", ("training", "pruning", "distillation"), stages.train, lambda r: r.training is not None),
+    Stage("evaluate", (), stages.evaluate),
+)
+# Sections whose stages land with later releases; a recipe that asks for them is told so up front.
+NOT_YET = {"quantization": "quantize", "export": "export", "benchmark": "benchmark", "package": "package"}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    report: dict[str, Any]
+    manifest: dict[str, Any]
+    ran: list[str]
+    reused: list[str]
+
+
+def run(recipe: str | Path | dict[str, Any] | LoadedRecipe, output_dir: str | Path | None = None,
+        resume: bool = False, force: bool = False, overrides: list[str] | None = None) -> RunResult:
+    """Run every enabled stage of ``recipe`` into ``output_dir`` (default ``runs/<name>``)."""
+    loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe(recipe, overrides)
+    spec = loaded.recipe
+    for section, stage in NOT_YET.items():
+        if getattr(spec, section) is not None:
+            raise RecipeError(f"the {stage} stage is not available in pofa-openvino "
+                              f"{_version('pofa-openvino')}; remove the section to run the other stages",
+                              source=loaded.source, key=section)
+    run_dir = Path(output_dir or Path("runs") / spec.name).resolve()
+    previous = claim(run_dir, spec.name, resume, force)
+    manifest = _new_manifest(loaded, previous)
+    write_text(run_dir / "recipe.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    ctx = stages.StageContext(recipe=spec, run_dir=run_dir, outputs={})
+    fingerprint, ran, reused = _input_fingerprint(spec, manifest), [], []
+    for stage in (s for s in STAGES if s.enabled(spec)):
+        fingerprint = _fingerprint(stage, spec, fingerprint)
+        old = (previous or {}).get("stages", {}).get(stage.name, {})
+        if old.get("status") == "done" and old.get("fingerprint") == fingerprint:
+            log.info("stage %s: unchanged since %s, reused", stage.name, old.get("finished"))
+            manifest["stages"][stage.name] = old
+            ctx.outputs[stage.name] = old["outputs"]
+            reused.append(stage.name)
+        else:
+            _run_stage(stage, ctx, manifest, fingerprint, run_dir)
+            ran.append(stage.name)
+        report = _write_report(run_dir, manifest, loaded)
+    return RunResult(run_dir=run_dir, report=report, manifest=manifest, ran=ran, reused=reused)
+
+
+def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any], fingerprint: str,
+               run_dir: Path) -> None:
+    entry = manifest["stages"][stage.name] = {"status": "running", "fingerprint": fingerprint,
+                                              "started": _now()}
+    write_json(run_dir / "manifest.json", manifest)
+    log.info("stage %s: started", stage.name)
+    began = time.perf_counter()
+    try:
+        result = stage.run(ctx)
+    except BaseException as exc:
+        entry.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                     error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - began, 2))
+        write_json(run_dir / "manifest.json", manifest)
+        if isinstance(exc, (PofaError, KeyboardInterrupt)):
+            raise
+        raise StageError(f"stage {stage.name} failed: {type(exc).__name__}: {exc}. Earlier stages are "
+                         f"kept in {run_dir}; fix the cause and rerun with --resume") from exc
+    entry.update(status="done", finished=_now(), seconds=round(time.perf_counter() - began, 2),
+                 outputs=result.outputs, report=result.report)
+    ctx.outputs[stage.name] = result.outputs
+    write_json(run_dir / "manifest.json", manifest)
+    log.info("stage %s: done in %.1f s", stage.name, entry["seconds"])
+
+
+def _fingerprint(stage: Stage, recipe: Recipe, before: str) -> str:
+    sections = {name: getattr(recipe, name) for name in stage.sections}
+    payload = json.dumps({"stage": stage.name, "before": before,
+                          "sections": {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v
+                                       for k, v in sections.items()}}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _input_fingerprint(recipe: Recipe, manifest: dict[str, Any]) -> str:
+    """Checksums of the local inputs (model directory, data files), recorded in the manifest."""
+    from .registry import resolve_model
+
+    inputs: dict[str, str] = {}
+    candidates = [recipe.model.name_or_path, recipe.data.train_file, recipe.data.validation_file,
+                  recipe.distillation.teacher if recipe.distillation else None]
+    for ref in filter(None, candidates):
+        try:
+            path = Path(resolve_model(ref))
+        except PofaError:
+            path = Path(ref)
+        inputs[ref] = sha256_tree(path) if path.exists() else "hub (not downloaded yet)"
+    manifest["inputs"] = inputs
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _new_manifest(loaded: LoadedRecipe, previous: dict[str, Any] | None) -> dict[str, Any]:
+    spec = loaded.recipe
+    return {"format": MANIFEST_FORMAT, "recipe_name": spec.name, "recipe_source": loaded.source,
+            "recipe_sha256": spec.digest(), "created": (previous or {}).get("created", _now()), "updated": _now(),
+            "seed": spec.training.seed if spec.training else None,
+            "versions": {name: _version(name) for name in LIBRARIES}, "inputs": {}, "stages": {}}
+
+
+def _write_report(run_dir: Path, manifest: dict[str, Any], loaded: LoadedRecipe) -> dict[str, Any]:
+    """``report.json`` is derived: the recipe, each finished stage's sections in order, and timings."""
+    report: dict[str, Any] = {"recipe": {"name": loaded.recipe.name, "source": loaded.source,
+                                         "sha256": manifest["recipe_sha256"]}}
+    for entry in manifest["stages"].values():
+        if entry.get("status") == "done":
+            report.update(entry.get("report", {}))
+    report["timings"] = {name: entry.get("seconds") for name, entry in manifest["stages"].items()}
+    write_json(run_dir / "report.json", report)
+    write_text(run_dir / "report.md", report_md.markdown(report))
+    return report
+
+
+def read_report(run_dir: str | Path) -> dict[str, Any]:
+    return read_json(Path(run_dir) / "report.json")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

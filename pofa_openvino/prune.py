@@ -1,0 +1,84 @@
+"""The one bridge to Intel Neural Compressor pruning, plus sparsity measured from the tensors."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _excluded(name: str, excluded: list[str]) -> bool:
+    """INC matches ``excluded_op_names`` as regular-expression searches; we accept plain names too."""
+    import re
+
+    return any(re.search(pattern, name) or fnmatch.fnmatch(name, pattern) for pattern in excluded)
+
+
+def linear_weights(model: Any) -> dict[str, Any]:
+    """Every ``torch.nn.Linear`` weight by module name."""
+    import torch
+
+    return {name: module.weight for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+
+
+def sparsity_report(model: Any, excluded: list[str]) -> dict[str, Any]:
+    """Per-layer zero fraction of every Linear weight; ``overall`` over the layers not excluded."""
+    layers, zeros, total = [], 0, 0
+    for name, weight in linear_weights(model).items():
+        count = int((weight == 0).sum())
+        pruned = not _excluded(name, excluded)
+        layers.append({"name": name, "shape": list(weight.shape), "zero_fraction": round(count / weight.numel(), 6),
+                       "prunable": pruned})
+        if pruned:
+            zeros, total = zeros + count, total + weight.numel()
+    return {"layers": layers, "overall": round(zeros / total, 6) if total else 0.0}
+
+
+def zero_masks(model: Any) -> dict[str, Any]:
+    """Boolean masks of the exact zeros of every Linear weight (copies, for before/after checks)."""
+    return {name: (weight == 0).detach().clone() for name, weight in linear_weights(model).items()}
+
+
+def inc_config(section: Any) -> Any:
+    """Build INC's ``WeightPruningConfig`` from the recipe's ``pruning`` section (same vocabulary).
+
+    ``unstructured`` is INC's ``1x1`` pattern."""
+    from neural_compressor.config import WeightPruningConfig
+
+    def inc_values(values: dict[str, Any]) -> dict[str, Any]:
+        if values.get("pattern") == "unstructured":
+            values["pattern"] = "1x1"
+        return values
+
+    settings = inc_values(section.model_dump(exclude={"pruning_configs"}))
+    groups = [inc_values(group.model_dump(exclude_none=True)) for group in section.pruning_configs] or [{}]
+    return WeightPruningConfig(pruning_configs=groups, **settings)
+
+
+class PruningHooks:
+    """INC pruning callbacks, called once per *optimizer* step (not per micro-batch), so schedules
+    mean the same thing with gradient accumulation."""
+
+    def __init__(self, model: Any, config: Any):
+        from neural_compressor.training import prepare_compression
+
+        self.manager = prepare_compression(model, config)
+        self.callbacks = self.manager.callbacks
+
+    def train_begin(self) -> None:
+        self.callbacks.on_train_begin()
+
+    def step_begin(self, step: int) -> None:
+        self.callbacks.on_step_begin(step)
+
+    def before_optimizer_step(self) -> None:
+        self.callbacks.on_before_optimizer_step()
+
+    def after_optimizer_step(self) -> None:
+        self.callbacks.on_after_optimizer_step()
+        self.callbacks.on_step_end()
+
+    def train_end(self) -> None:
+        self.callbacks.on_train_end()

@@ -1,0 +1,111 @@
+"""The run directory: atomic files, the manifest, and the rule that a user's files are never clobbered."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import PofaError
+
+# Everything a run writes at its top level; --force removes these and nothing else.
+RUN_ENTRIES = ("recipe.yaml", "manifest.json", "report.json", "report.md", "checkpoint", "openvino", "package")
+MANIFEST_FORMAT = 1
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty sibling directory; on success it replaces ``final``, on failure it is removed."""
+    tmp = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tree(path: Path) -> str:
+    """One digest for a file or every file of a directory (names and contents)."""
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(item.relative_to(path)).encode())
+        digest.update(sha256_file(item).encode())
+    return digest.hexdigest()
+
+
+def claim(run_dir: Path, recipe_name: str, resume: bool, force: bool) -> dict[str, Any] | None:
+    """Decide whether ``run_dir`` may be used; return the previous manifest when resuming.
+
+    A directory that holds someone else's files, or a finished run, is never overwritten unless
+    ``force`` says so, and even then only the run's own entries are removed."""
+    manifest_path = run_dir / "manifest.json"
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return None
+    previous = _manifest_or_none(manifest_path)
+    same_recipe = previous is not None and previous.get("recipe_name") == recipe_name
+    if force:
+        for entry in RUN_ENTRIES:
+            target = run_dir / entry
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        return None
+    if same_recipe and resume:
+        return previous
+    if same_recipe:
+        raise PofaError(f"{run_dir} already holds a run of recipe {recipe_name!r}: add --resume to continue "
+                        "it (finished stages are reused) or --force to start over")
+    what = f"a run of recipe {previous.get('recipe_name')!r}" if previous else "files that are not a run"
+    raise PofaError(f"{run_dir} is not empty and holds {what}; choose another output directory (-o) "
+                    "or pass --force to replace the run's files in it")
+
+
+def _manifest_or_none(path: Path) -> dict[str, Any] | None:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None

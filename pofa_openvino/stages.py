@@ -1,0 +1,127 @@
+"""The pipeline's stages. Each reads what earlier stages left on disk and returns its outputs and the
+report sections it measured; heavy libraries are imported here, inside the stage that needs them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageOutput:
+    outputs: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    """What a stage may read: the recipe, the run directory and the outputs of earlier stages."""
+
+    recipe: Recipe
+    run_dir: Path
+    outputs: dict[str, dict[str, Any]]
+
+    @cached_property
+    def data(self) -> Any:
+        from .data import load_classification
+
+        return load_classification(self.recipe.data)
+
+    def model_dir(self) -> str:
+        """The newest model: the fine-tuned checkpoint if training ran, else the loaded one."""
+        if "train" in self.outputs:
+            return str(self.run_dir / self.outputs["train"]["model_dir"])
+        return self.outputs["load"]["model_path"]
+
+    def excluded_op_names(self) -> list[str]:
+        from .recipe import PruningSection
+
+        return (self.recipe.pruning or PruningSection()).excluded_op_names
+
+    @property
+    def with_f1(self) -> bool:
+        return (self.recipe.data.dataset or "").endswith("qqp")
+
+
+def load(ctx: StageContext) -> StageOutput:
+    """Resolve the model, check the data, and measure the sparsity the checkpoint arrives with."""
+    from .modeling import load_model, load_tokenizer
+    from .prune import sparsity_report
+    from .registry import resolve_model
+
+    recipe = ctx.recipe
+    path = resolve_model(recipe.model.name_or_path)
+    data = ctx.data
+    load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
+    model = load_model(path, recipe.task, data.labels, recipe.model.revision, recipe.model.trust_remote_code)
+    sparsity = sparsity_report(model, ctx.excluded_op_names())
+    log.info("loaded model sparsity (prunable Linear layers): %.2f%%", 100 * sparsity["overall"])
+    report = {
+        "model": {"name_or_path": recipe.model.name_or_path, "path": path, "architecture": model.config.model_type,
+                  "parameters": sum(p.numel() for p in model.parameters()), "labels": data.labels},
+        "sparsity": {**sparsity, "loaded_overall": sparsity["overall"]},
+    }
+    return StageOutput(outputs={"model_path": path, "sparsity_overall": sparsity["overall"]}, report=report)
+
+
+def train(ctx: StageContext) -> StageOutput:
+    """Fine-tune (with INC pruning and distillation when the recipe asks) into ``checkpoint/``."""
+    from .modeling import load_model, load_tokenizer
+    from .prune import inc_config, sparsity_report
+    from .rundir import staged_dir
+    from .train import fine_tune
+
+    recipe = ctx.recipe
+    path = ctx.outputs["load"]["model_path"]
+    tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
+    model = load_model(path, recipe.task, ctx.data.labels, recipe.model.revision, recipe.model.trust_remote_code)
+    teacher = None
+    if recipe.distillation is not None:
+        teacher = load_model(recipe.distillation.teacher, recipe.task)
+        if teacher.config.num_labels != len(ctx.data.labels):
+            from .errors import PofaError
+
+            raise PofaError(f"distillation.teacher has {teacher.config.num_labels} labels, the task has "
+                            f"{len(ctx.data.labels)}: the teacher must be fine-tuned on the same task")
+    pruning = inc_config(recipe.pruning) if recipe.pruning is not None else None
+    result = fine_tune(model, tokenizer, ctx.data, recipe.training, recipe.data.max_seq_length, pruning,
+                       teacher, recipe.distillation, ctx.with_f1)
+    with staged_dir(ctx.run_dir / "checkpoint") as out:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    sparsity = sparsity_report(model, ctx.excluded_op_names())
+    report = {"training": vars(result),
+              "sparsity": {**sparsity, "loaded_overall": ctx.outputs["load"]["sparsity_overall"]}}
+    return StageOutput(outputs={"model_dir": "checkpoint"}, report=report)
+
+
+def evaluate(ctx: StageContext) -> StageOutput:
+    """The task metric of the newest torch model on every evaluation split."""
+    from .evaluate import evaluate_torch
+    from .modeling import load_model, load_tokenizer
+
+    recipe = ctx.recipe
+    path = ctx.model_dir()
+    tokenizer = load_tokenizer(path)
+    model = load_model(path, recipe.task)
+    scores = {split: evaluate_torch(model, tokenizer, examples, _eval_batch(recipe), recipe.data.max_seq_length,
+                                    ctx.with_f1)
+              for split, examples in ctx.data.eval.items()}
+    primary = next(iter(scores))
+    accuracy = {"metric": "f1" if ctx.with_f1 else "accuracy", "split": primary,
+                "eval_samples": len(ctx.data.eval[primary]), "torch_fp32": scores[primary]}
+    if len(scores) > 1:
+        accuracy["splits"] = scores
+    log.info("evaluation (%s): %s", primary, scores[primary])
+    return StageOutput(report={"accuracy": accuracy})
+
+
+def _eval_batch(recipe: Recipe) -> int:
+    return recipe.training.per_device_eval_batch_size if recipe.training else 64
