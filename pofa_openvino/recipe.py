@@ -305,7 +305,7 @@ def _apply_override(data: dict[str, Any], item: str) -> str:
     if not sep or not key:
         raise RecipeError(f"{item!r} is not key.path=value", source="--set")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml_lines.load_value(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     node = data

@@ -4,11 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
+import re
+
 import yaml
 
 from .errors import RecipeError
 
 LineMap = dict[str, int]
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """The safe loader without YAML 1.1's base-60 numbers and timestamps, so ``pattern: 2:4`` stays the
+    string '2:4' and ``off`` the string 'off' (not False), and with ``1e-4`` a float: YAML 1.2 rules."""
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[1] not in {"bool", "int", "float", "timestamp"}]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _pattern in (("bool", r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                       ("int", r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+                       ("float", r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+                                 r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")):
+    RecipeLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list("-+0123456789.tTfF"))
+
+
+def load_value(text: str) -> Any:
+    """One YAML scalar or collection, as a ``--set`` value."""
+    return yaml.load(text, Loader=RecipeLoader)
 
 
 def dotted(path: tuple[Any, ...]) -> str:
@@ -21,7 +44,7 @@ def dotted(path: tuple[Any, ...]) -> str:
 
 def parse(text: str, source: str) -> tuple[Any, LineMap]:
     """Parse one YAML document with the safe loader; return the data and ``{dotted key: line}``."""
-    loader = yaml.SafeLoader(text)
+    loader = RecipeLoader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

@@ -1,0 +1,123 @@
+"""Every malformed recipe gives one line naming file:line: key, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pofa_openvino.cli import main
+
+GOOD = """\
+name: demo
+model:
+  name_or_path: offline:all-MiniLM-L6-v2
+data:
+  dataset: builtin:sentiment
+training:
+  max_steps: 5
+pruning:
+  pattern: 4x1
+  target_sparsity: 0.9
+"""
+
+CASES = {
+    "bad pattern": (GOOD.replace("pattern: 4x1", "pattern: x4"), 9, "pruning.pattern",
+                    "'x4' is not a pattern; use unstructured, NxM (4x1, 1x4), N:M (2:4)"),
+    "unknown key suggests": (GOOD.replace("target_sparsity", "target_sparsty"), 10,
+                             "pruning.target_sparsty", "did you mean 'target_sparsity'?"),
+    "unknown section": (GOOD + "quantisation:\n  approach: static\n", 11, "quantisation",
+                        "did you mean 'quantization'?"),
+    "wrong type": (GOOD.replace("max_steps: 5", "max_steps: five"), 7, "training.max_steps",
+                   "'five': input should be a valid integer"),
+    "out of range": (GOOD.replace("target_sparsity: 0.9", "target_sparsity: 1.5"), 10,
+                     "pruning.target_sparsity", "less than 1"),
+    "bad choice": (GOOD + "quantization:\n  approach: dynamic\n", 12, "quantization.approach",
+                   "'dynamic' is not allowed; use static, weight_only, qat or none"),
+    "missing key": (GOOD.replace("  name_or_path: offline:all-MiniLM-L6-v2\n", "  revision: main\n"), 2,
+                    "model.name_or_path", "required key is missing"),
+    "bad yaml": (GOOD.replace("  max_steps: 5", "  max_steps: [5"), 8, "", "not valid YAML"),
+    "duplicate key": (GOOD + "training:\n  max_steps: 2\n", 11, "training", "duplicate key"),
+    "missing file": (GOOD.replace("  dataset: builtin:sentiment",
+                                  "  train_file: nowhere.tsv\n  validation_file: nowhere.tsv"), 5,
+                     "data.train_file", "file not found"),
+    "missing model dir": (GOOD.replace("offline:all-MiniLM-L6-v2", "./no-such-model"), 3,
+                          "model.name_or_path", "no Hugging Face model directory"),
+    "unknown offline model": (GOOD.replace("all-MiniLM-L6-v2", "tiny"), 3, "model.name_or_path",
+                              "use offline:all-MiniLM-L6-v2"),
+    "python tag refused": (GOOD.replace("name: demo", "name: !!python/object/apply:os.system [ls]"), 1, "",
+                           "not valid YAML"),
+    "not a mapping": ("- a\n- b\n", 1, "", "a recipe is a mapping"),
+    "bad rate": (GOOD + "export:\n  sparse_weights_decompression_rate: 0.3\n", 12,
+                 "export.sparse_weights_decompression_rate", "use auto, off, or a rate in [0.5, 1.0]"),
+    "steps reversed": (GOOD + "  start_step: 10\n  end_step: 2\n", 8, "pruning",
+                       "end_step (2) is before start_step (10)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_malformed_recipe_is_one_line(case, tmp_path, capsys):
+    text, line, key, message = CASES[case]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    prefix = f"{path}:{line}: " + (f"{key}: " if key else "")
+    assert err.startswith(prefix), err
+    assert message in err, err
+
+
+def test_good_recipe_validates(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD)
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: ok"
+
+
+def test_set_overrides_are_type_checked(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD)
+    assert main(["validate", str(path), "--set", "training.learning_rate=3e-5",
+                 "--set", "pruning.pattern=2:4"]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(path), "--set", "training.learning_rate=fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("--set training.learning_rate=fast: training.learning_rate: 'fast'"), err
+
+
+def test_override_values_reach_the_recipe(tmp_path):
+    from pofa_openvino import load_recipe
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD)
+    recipe = load_recipe(path, ["pruning.pattern=2:4", "training.max_steps=7", "export.sparse_weights_decompression_rate=off"]).recipe
+    assert (recipe.pruning.pattern, recipe.training.max_steps) == ("2:4", 7)
+    assert recipe.export.sparse_weights_decompression_rate == "off"
+
+
+def test_debug_shows_traceback_and_real_process_exits_2(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD.replace("pattern: 4x1", "pattern: x4"))
+    plain = subprocess.run([sys.executable, "-m", "pofa_openvino.cli", "validate", str(path)],
+                           capture_output=True, text=True)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip() == textwrap.dedent(f"""\
+        {path}:9: pruning.pattern: 'x4' is not a pattern; use unstructured, NxM (4x1, 1x4), N:M (2:4), \
+channelx1 or 1xchannel""")
+    debug = subprocess.run([sys.executable, "-m", "pofa_openvino.cli", "--debug", "validate", str(path)],
+                           capture_output=True, text=True)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_shipped_recipes_validate():
+    from pathlib import Path
+
+    from pofa_openvino import load_recipe
+
+    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        load_recipe(path)
