@@ -64,6 +64,9 @@ class PruningHooks:
     def __init__(self, model: Any, config: Any):
         from neural_compressor.training import prepare_compression
 
+        # INC logs every layer at every pruning step; keep that for --debug.
+        if not log.isEnabledFor(logging.DEBUG):
+            logging.getLogger("neural_compressor").setLevel(logging.WARNING)
         self.manager = prepare_compression(model, config)
         self.callbacks = self.manager.callbacks
 

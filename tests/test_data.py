@@ -1,0 +1,59 @@
+"""Local classification files: formats, label maps, and errors that name file, row and column."""
+
+from __future__ import annotations
+
+import pytest
+
+from pofa_openvino.data.classification import load_classification, read_rows
+from pofa_openvino.errors import DataError
+from pofa_openvino.recipe import DataSection
+
+
+def _data(tmp_path, train: str, suffix: str = ".tsv", **kwargs) -> DataSection:
+    path = tmp_path / f"train{suffix}"
+    path.write_text(train)
+    return DataSection(train_file=str(path), validation_file=str(path), **kwargs)
+
+
+def test_string_labels_become_a_sorted_label_map(tmp_path):
+    data = load_classification(_data(tmp_path, "text\tlabel\ngood\tpos\nbad\tneg\n"))
+    assert data.labels == ["neg", "pos"]
+    assert [e.label for e in data.train] == [1, 0]
+
+
+def test_sentence_pairs_from_jsonl(tmp_path):
+    rows = '{"q": "is it", "s": "it is", "y": 1}\n{"q": "a", "s": "b", "y": 0}\n'
+    data = load_classification(_data(tmp_path, rows, ".jsonl", text_columns=["q", "s"], label_column="y"))
+    assert data.train[0].texts == ("is it", "it is") and data.labels == ["0", "1"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("sentence\tlabel\nok\t1\n", "row 2: column 'text' is missing; the file has sentence, label"),
+    ("text\tlabel\nok\t1\n\t0\n", "row 3: column 'text' is empty"),
+    ("text\tlabel\nok\t1\nno\t7\n", "row 3: column 'label': label '7' is not one of 0, 1"),
+    ("text\tlabel\n", "the file has no data rows"),
+])
+def test_bad_rows_are_named(tmp_path, content, message):
+    section = _data(tmp_path, content, labels=["0", "1"])
+    with pytest.raises(DataError) as info:
+        load_classification(section)
+    assert str(info.value).startswith(str(tmp_path / "train.tsv")) and message in str(info.value)
+
+
+@pytest.mark.needs_shared_data
+def test_shared_sst2_has_the_glue_columns(shared_data):
+    rows = read_rows(shared_data / "sst2" / "dev.tsv")
+    assert len(rows) == 872 and set(rows[0]) == {"text", "label"}
+    data = load_classification(DataSection(train_file=str(shared_data / "sst2" / "dev.tsv"),
+                                           validation_file=str(shared_data / "sst2" / "dev.tsv")))
+    assert data.labels == ["0", "1"] and len(data.primary_eval) == 872
+
+
+def test_builtin_sentiment_is_deterministic_and_balanced():
+    from pofa_openvino.data.synthetic import sentiment
+
+    first, second = sentiment(), sentiment()
+    assert first == second
+    train, evaluation = first
+    assert not {e.texts for e in train} & {e.texts for e in evaluation}
+    assert 0.4 < sum(e.label for e in train) / len(train) < 0.6

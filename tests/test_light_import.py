@@ -1,0 +1,17 @@
+"""The runtime stays light: importing the package or asking for help must not pull in torch."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("code", [
+    "import pofa_openvino, pofa_openvino.recipe, pofa_openvino.pipeline",
+    "from pofa_openvino.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+])
+def test_no_torch_on_import(code):
+    probe = code + "\nimport sys\nassert 'torch' not in sys.modules, 'torch imported'\n" \
+                   "assert 'transformers' not in sys.modules, 'transformers imported'"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

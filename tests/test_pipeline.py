@@ -1,0 +1,128 @@
+"""The stage runner on tiny generated models: run, report, resume, refuse to clobber, survive a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import tiny_recipe
+
+from pofa_openvino import PofaError, run
+from pofa_openvino.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_distilbert"])
+def test_run_writes_the_contracted_run_directory(model, tmp_path, request):
+    result = run(tiny_recipe(request.getfixturevalue(model)), output_dir=tmp_path / "run")
+    run_dir = result.run_dir
+    assert result.ran == ["load", "train", "evaluate"] and result.reused == []
+    for entry in ("recipe.yaml", "manifest.json", "report.json", "report.md", "checkpoint/config.json",
+                  "checkpoint/model.safetensors", "checkpoint/tokenizer.json"):
+        assert (run_dir / entry).exists(), entry
+    report = json.loads((run_dir / "report.json").read_text())
+    assert {"recipe", "model", "sparsity", "accuracy", "timings"} <= set(report)
+    assert report["training"]["steps"] == 8
+    assert 0.0 <= report["accuracy"]["torch_fp32"]["accuracy"] <= 1.0
+    layers = {layer["name"]: layer for layer in report["sparsity"]["layers"]}
+    assert not layers["classifier"]["prunable"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert all(stage["status"] == "done" for stage in manifest["stages"].values())
+    assert manifest["versions"]["torch"] and manifest["inputs"]
+    resolved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert resolved["training"]["max_steps"] == 8
+
+
+def test_resume_reuses_unchanged_stages_and_redoes_changed_ones(tiny_bert, tmp_path):
+    recipe, out = tiny_recipe(tiny_bert), tmp_path / "run"
+    first = run(recipe, output_dir=out)
+    with pytest.raises(PofaError, match="add --resume to continue it"):
+        run(recipe, output_dir=out)
+    again = run(recipe, output_dir=out, resume=True)
+    assert again.ran == [] and again.reused == ["load", "train", "evaluate"]
+    assert again.report["accuracy"] == first.report["accuracy"]
+    changed = run(recipe, output_dir=out, resume=True, overrides=["training.learning_rate=5e-4"])
+    assert changed.reused == ["load"] and changed.ran == ["train", "evaluate"]
+
+
+def test_a_foreign_directory_is_never_clobbered(tiny_bert, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(PofaError, match="not empty and holds files that are not a run"):
+        run(tiny_recipe(tiny_bert), output_dir=out, resume=True)
+    run(tiny_recipe(tiny_bert), output_dir=out, force=True)
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "report.json").exists()
+
+
+def test_cli_run_prints_results_and_refuses_a_second_run(tiny_bert, tmp_path, capsys):
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(tiny_recipe(tiny_bert)))
+    out = tmp_path / "run"
+    assert main(["run", str(recipe_path), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and str(out) in printed
+    assert main(["run", str(recipe_path), "-o", str(out)]) == 1
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_killed_run_resumes_without_redoing_finished_stages(tiny_bert, tmp_path):
+    recipe = tiny_recipe(tiny_bert)
+    recipe["training"].update(max_steps=100000, logging_steps=1000)  # long enough to be killed mid-stage
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "pofa_openvino.cli", "run", str(recipe_path), "-o", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    manifest_path = out / "manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        stages = json.loads(manifest_path.read_text())["stages"] if manifest_path.exists() else {}
+        if stages.get("train", {}).get("status") == "running":
+            break
+        time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the run never reached the train stage")
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed = json.loads(manifest_path.read_text())
+    assert killed["stages"]["load"]["status"] == "done"
+    assert killed["stages"]["train"]["status"] == "running"
+    assert not (out / "checkpoint").exists()  # a half-written stage output never appears
+
+    resumed = run(recipe_path, output_dir=out, resume=True, overrides=["training.max_steps=8"])
+    assert resumed.reused == ["load"] and resumed.ran == ["train", "evaluate"]
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["stages"]["load"]["finished"] == killed["stages"]["load"]["finished"]
+    assert manifest["stages"]["train"]["status"] == "done"
+
+
+def test_interrupt_marks_the_stage_and_keeps_earlier_ones(tiny_bert, tmp_path):
+    recipe = tiny_recipe(tiny_bert)
+    recipe["training"].update(max_steps=100000)
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "pofa_openvino.cli", "run", str(recipe_path), "-o", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    manifest_path = out / "manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and '"train"' not in (manifest_path.read_text() if manifest_path.exists() else ""):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "rerun with --resume" in err and "Traceback" not in err
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["stages"]["train"]["status"] == "interrupted"
+    assert manifest["stages"]["load"]["status"] == "done"

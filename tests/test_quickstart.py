@@ -1,0 +1,19 @@
+"""The shipped quickstart runs on the real offline MiniLM weights (a few steps here; `make demo` runs it all)."""
+
+from pathlib import Path
+
+import pytest
+
+from pofa_openvino import run
+
+QUICKSTART = Path(__file__).parents[1] / "recipes" / "quickstart.yaml"
+
+
+@pytest.mark.slow
+def test_quickstart_runs_offline_on_real_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = run(QUICKSTART, output_dir=tmp_path / "run", overrides=["training.max_steps=3"])
+    assert result.report["model"]["architecture"] == "bert"
+    assert result.report["model"]["parameters"] > 20_000_000  # the real 22.7M MiniLM, not a toy
+    assert result.report["training"]["steps"] == 3
+    assert (result.run_dir / "checkpoint" / "model.safetensors").is_file()
