@@ -10,12 +10,12 @@ from .data.classification import batches
 
 def classification_metrics(predictions: list[int], labels: list[int], with_f1: bool = False) -> dict[str, float]:
     """Accuracy, and binary F1 of class 1 when asked (QQP)."""
-    correct = sum(p == y for p, y in zip(predictions, labels))
+    correct = sum(p == y for p, y in zip(predictions, labels, strict=True))
     metrics = {"accuracy": correct / len(labels)}
     if with_f1:
-        tp = sum(p == 1 and y == 1 for p, y in zip(predictions, labels))
-        fp = sum(p == 1 and y == 0 for p, y in zip(predictions, labels))
-        fn = sum(p == 0 and y == 1 for p, y in zip(predictions, labels))
+        tp = sum(p == 1 and y == 1 for p, y in zip(predictions, labels, strict=True))
+        fp = sum(p == 1 and y == 0 for p, y in zip(predictions, labels, strict=True))
+        fn = sum(p == 0 and y == 1 for p, y in zip(predictions, labels, strict=True))
         metrics["f1"] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
     return {k: round(v, 6) for k, v in metrics.items()}
 

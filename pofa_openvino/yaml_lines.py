@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import re
+from typing import Any
 
 import yaml
 
@@ -18,8 +17,9 @@ class RecipeLoader(yaml.SafeLoader):
     string '2:4' and ``off`` the string 'off' (not False), and with ``1e-4`` a float: YAML 1.2 rules."""
 
 
+_REPLACED = {"bool", "int", "float", "timestamp"}
 RecipeLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[1] not in {"bool", "int", "float", "timestamp"}]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[1] not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 for _tag, _pattern in (("bool", r"^(?:true|True|TRUE|false|False|FALSE)$"),

@@ -151,7 +151,7 @@ def batches(tokenizer: Any, examples: list[Example], batch_size: int, max_length
     order = order if order is not None else list(range(len(examples)))
     for start in range(0, len(order), batch_size):
         chunk = [examples[i] for i in order[start:start + batch_size]]
-        columns = list(zip(*(e.texts for e in chunk)))
+        columns = list(zip(*(e.texts for e in chunk), strict=True))
         encoded = tokenizer(*columns, truncation=True, max_length=max_length, padding=True,
                             return_tensors="pt")
         encoded["labels"] = torch.tensor([e.label for e in chunk])
