@@ -21,7 +21,7 @@ import yaml
 from . import report as report_md
 from . import stages
 from .errors import PofaError, RecipeError, StageError
-from .recipe import LoadedRecipe, Recipe, load_recipe
+from .recipe import Recipe, load_recipe
 from .rundir import MANIFEST_FORMAT, claim, read_json, sha256_tree, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -56,19 +56,18 @@ class RunResult:
     reused: list[str]
 
 
-def run(recipe: str | Path | dict[str, Any] | LoadedRecipe, output_dir: str | Path | None = None,
+def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | None = None,
         resume: bool = False, force: bool = False, overrides: list[str] | None = None) -> RunResult:
     """Run every enabled stage of ``recipe`` into ``output_dir`` (default ``runs/<name>``)."""
-    loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe(recipe, overrides)
-    spec = loaded.recipe
+    spec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     for section, stage in NOT_YET.items():
         if getattr(spec, section) is not None:
             raise RecipeError(f"the {stage} stage is not available in pofa-openvino "
                               f"{_version('pofa-openvino')}; remove the section to run the other stages",
-                              source=loaded.source, key=section)
+                              source=spec.source, key=section)
     run_dir = Path(output_dir or Path("runs") / spec.name).resolve()
     previous = claim(run_dir, spec.name, resume, force)
-    manifest = _new_manifest(loaded, previous)
+    manifest = _new_manifest(spec, previous)
     write_text(run_dir / "recipe.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     ctx = stages.StageContext(recipe=spec, run_dir=run_dir, outputs={})
     fingerprint, ran, reused = _input_fingerprint(spec, manifest), [], []
@@ -83,7 +82,7 @@ def run(recipe: str | Path | dict[str, Any] | LoadedRecipe, output_dir: str | Pa
         else:
             _run_stage(stage, ctx, manifest, fingerprint, run_dir)
             ran.append(stage.name)
-        report = _write_report(run_dir, manifest, loaded)
+        report = _write_report(run_dir, manifest, spec)
     return RunResult(run_dir=run_dir, report=report, manifest=manifest, ran=ran, reused=reused)
 
 
@@ -136,17 +135,16 @@ def _input_fingerprint(recipe: Recipe, manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def _new_manifest(loaded: LoadedRecipe, previous: dict[str, Any] | None) -> dict[str, Any]:
-    spec = loaded.recipe
-    return {"format": MANIFEST_FORMAT, "recipe_name": spec.name, "recipe_source": loaded.source,
+def _new_manifest(spec: Recipe, previous: dict[str, Any] | None) -> dict[str, Any]:
+    return {"format": MANIFEST_FORMAT, "recipe_name": spec.name, "recipe_source": spec.source,
             "recipe_sha256": spec.digest(), "created": (previous or {}).get("created", _now()), "updated": _now(),
             "seed": spec.training.seed if spec.training else None,
             "versions": {name: _version(name) for name in LIBRARIES}, "inputs": {}, "stages": {}}
 
 
-def _write_report(run_dir: Path, manifest: dict[str, Any], loaded: LoadedRecipe) -> dict[str, Any]:
+def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict[str, Any]:
     """``report.json`` is derived: the recipe, each finished stage's sections in order, and timings."""
-    report: dict[str, Any] = {"recipe": {"name": loaded.recipe.name, "source": loaded.source,
+    report: dict[str, Any] = {"recipe": {"name": spec.name, "source": spec.source,
                                          "sha256": manifest["recipe_sha256"]}}
     for entry in manifest["stages"].values():
         if entry.get("status") == "done":

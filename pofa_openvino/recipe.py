@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from . import yaml_lines
 from .errors import RecipeError
@@ -226,7 +226,7 @@ class PackageSection(Section):
 
 
 class Recipe(Section):
-    """A whole recipe. Sections left out are stages that do not run."""
+    """A whole recipe, as :func:`load_recipe` returns it. Sections left out are stages that do not run."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     task: Literal["text-classification", "question-answering"] = "text-classification"
@@ -247,6 +247,13 @@ class Recipe(Section):
                 raise ValueError(f"`{section}` happens during fine-tuning: add a `training` section")
         return self
 
+    _source: str = PrivateAttr(default="<dict>")
+
+    @property
+    def source(self) -> str:
+        """Where the recipe came from (its file, or ``<dict>``), for messages and the manifest."""
+        return self._source
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
 
@@ -259,17 +266,7 @@ class Recipe(Section):
 # Loading
 
 
-class LoadedRecipe(BaseModel):
-    """A validated recipe plus where it came from (for relative paths and error messages)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    recipe: Recipe
-    source: str
-    base_dir: Path
-
-
-def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> LoadedRecipe:
+def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Recipe:
     """Load and validate a recipe from a YAML file or a dict; ``overrides`` are ``key.path=value``.
 
     Raises :class:`RecipeError` whose message is ``file:line: key: what is wrong; valid choices``.
@@ -292,11 +289,11 @@ def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None
         key = _apply_override(data, item)
         origins[key] = f"--set {item}"
     recipe = _validate(data, name, lines, origins)
-    loaded = LoadedRecipe(recipe=recipe, source=name, base_dir=base_dir)
-    _resolve_paths(loaded, lines, origins)
+    recipe._source = name
+    _resolve_paths(recipe, base_dir, lines, origins)
     if recipe.model.trust_remote_code:
         log.warning("%s: model.trust_remote_code is true: the model repository's Python code will run", name)
-    return loaded
+    return recipe
 
 
 def _apply_override(data: dict[str, Any], item: str) -> str:
@@ -383,12 +380,11 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _resolve_paths(loaded: LoadedRecipe, lines: yaml_lines.LineMap, origins: dict[str, str]) -> None:
+def _resolve_paths(recipe: Recipe, base: Path, lines: yaml_lines.LineMap, origins: dict[str, str]) -> None:
     """Make local paths absolute (relative to the recipe file) and fail early on missing ones."""
-    recipe, base = loaded.recipe, loaded.base_dir
 
     def fail(key: str, message: str) -> None:
-        source, line = _where(key, loaded.source, lines, origins)
+        source, line = _where(key, recipe.source, lines, origins)
         raise RecipeError(message, source=source, line=line, key=key)
 
     for key in ("train_file", "validation_file"):
