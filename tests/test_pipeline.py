@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -73,28 +74,32 @@ def test_cli_run_prints_results_and_refuses_a_second_run(tiny_bert, tmp_path, ca
     assert "--resume" in capsys.readouterr().err
 
 
-def test_killed_run_resumes_without_redoing_finished_stages(tiny_bert, tmp_path):
+def _long_run_in_training(tiny_bert, tmp_path, **popen) -> tuple[subprocess.Popen, Path, Path]:
+    """Start a CLI run that trains for a long time; return once its train stage is running."""
     recipe = tiny_recipe(tiny_bert)
-    recipe["training"].update(max_steps=100000, logging_steps=1000)  # long enough to be killed mid-stage
-    recipe_path = tmp_path / "recipe.yaml"
+    recipe["training"].update(max_steps=100000, logging_steps=1000)
+    recipe_path, out = tmp_path / "recipe.yaml", tmp_path / "run"
     recipe_path.write_text(yaml.safe_dump(recipe))
-    out = tmp_path / "run"
-    command = [sys.executable, "-m", "pofa_openvino.cli", "run", str(recipe_path), "-o", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "pofa_openvino.cli", "run", str(recipe_path), "-o", str(out)],
+                               stdout=subprocess.DEVNULL, **popen)
     manifest_path = out / "manifest.json"
     deadline = time.time() + 120
     while time.time() < deadline:
         stages = json.loads(manifest_path.read_text())["stages"] if manifest_path.exists() else {}
         if stages.get("train", {}).get("status") == "running":
-            break
+            time.sleep(1.0)  # well inside the training loop
+            return process, recipe_path, out
         time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the run never reached the train stage")
-    time.sleep(1.0)
+    process.kill()
+    pytest.fail("the run never reached the train stage")
+
+
+def test_killed_run_resumes_without_redoing_finished_stages(tiny_bert, tmp_path):
+    process, recipe_path, out = _long_run_in_training(tiny_bert, tmp_path, stderr=subprocess.DEVNULL,
+                                                      start_new_session=True)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    manifest_path = out / "manifest.json"
     killed = json.loads(manifest_path.read_text())
     assert killed["stages"]["load"]["status"] == "done"
     assert killed["stages"]["train"]["status"] == "running"
@@ -108,18 +113,8 @@ def test_killed_run_resumes_without_redoing_finished_stages(tiny_bert, tmp_path)
 
 
 def test_interrupt_marks_the_stage_and_keeps_earlier_ones(tiny_bert, tmp_path):
-    recipe = tiny_recipe(tiny_bert)
-    recipe["training"].update(max_steps=100000)
-    recipe_path = tmp_path / "recipe.yaml"
-    recipe_path.write_text(yaml.safe_dump(recipe))
-    out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "pofa_openvino.cli", "run", str(recipe_path), "-o", str(out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process, _, out = _long_run_in_training(tiny_bert, tmp_path, stderr=subprocess.PIPE, text=True)
     manifest_path = out / "manifest.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and '"train"' not in (manifest_path.read_text() if manifest_path.exists() else ""):
-        time.sleep(0.2)
-    time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "rerun with --resume" in err and "Traceback" not in err
