@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import fnmatch
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def _excluded(name: str, excluded: list[str]) -> bool:
-    """INC matches ``excluded_op_names`` as regular-expression searches; we accept plain names too."""
-    import re
-
-    return any(re.search(pattern, name) or fnmatch.fnmatch(name, pattern) for pattern in excluded)
+def prunable_matcher(section: Any) -> Callable[[str], bool]:
+    """Which layer names the ``pruning`` section targets, matched as INC does: regular-expression
+    searches of ``op_names`` (all when empty) minus ``excluded_op_names``."""
+    included = [re.compile(p) for p in section.op_names or [".*"]]
+    excluded = [re.compile(p) for p in section.excluded_op_names]
+    return lambda name: any(p.search(name) for p in included) and not any(p.search(name) for p in excluded)
 
 
 def linear_weights(model: Any) -> dict[str, Any]:
@@ -23,12 +25,12 @@ def linear_weights(model: Any) -> dict[str, Any]:
     return {name: module.weight for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
 
 
-def sparsity_report(model: Any, excluded: list[str]) -> dict[str, Any]:
-    """Per-layer zero fraction of every Linear weight; ``overall`` over the layers not excluded."""
+def sparsity_report(model: Any, prunable: Callable[[str], bool]) -> dict[str, Any]:
+    """Per-layer zero fraction of every Linear weight; ``overall`` over the prunable layers."""
     layers, zeros, total = [], 0, 0
     for name, weight in linear_weights(model).items():
         count = int((weight == 0).sum())
-        pruned = not _excluded(name, excluded)
+        pruned = prunable(name)
         layers.append({"name": name, "shape": list(weight.shape), "zero_fraction": round(count / weight.numel(), 6),
                        "prunable": pruned})
         if pruned:
@@ -41,11 +43,21 @@ def zero_masks(model: Any) -> dict[str, Any]:
     return {name: (weight == 0).detach().clone() for name, weight in linear_weights(model).items()}
 
 
+def _import_inc(module: str) -> Any:
+    """Import an INC module without its pkg_resources deprecation notice (INC 3.7.1 is pinned)."""
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        return importlib.import_module(module)
+
+
 def inc_config(section: Any) -> Any:
     """Build INC's ``WeightPruningConfig`` from the recipe's ``pruning`` section (same vocabulary).
 
     ``unstructured`` is INC's ``1x1`` pattern."""
-    from neural_compressor.config import WeightPruningConfig
+    WeightPruningConfig = _import_inc("neural_compressor.config").WeightPruningConfig  # noqa: N806
 
     def inc_values(values: dict[str, Any]) -> dict[str, Any]:
         if values.get("pattern") == "unstructured":
@@ -62,7 +74,7 @@ class PruningHooks:
     mean the same thing with gradient accumulation."""
 
     def __init__(self, model: Any, config: Any):
-        from neural_compressor.training import prepare_compression
+        prepare_compression = _import_inc("neural_compressor.training").prepare_compression
 
         # INC logs every layer at every pruning step; keep that for --debug.
         if not log.isEnabledFor(logging.DEBUG):

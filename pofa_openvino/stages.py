@@ -40,10 +40,12 @@ class StageContext:
             return str(self.run_dir / self.outputs["train"]["model_dir"])
         return self.outputs["load"]["model_path"]
 
-    def excluded_op_names(self) -> list[str]:
+    def prunable(self) -> Any:
+        """The layer-name filter of the recipe's pruning section (INC's defaults when it has none)."""
+        from .prune import prunable_matcher
         from .recipe import PruningSection
 
-        return (self.recipe.pruning or PruningSection()).excluded_op_names
+        return prunable_matcher(self.recipe.pruning or PruningSection())
 
     @property
     def with_f1(self) -> bool:
@@ -61,7 +63,7 @@ def load(ctx: StageContext) -> StageOutput:
     data = ctx.data
     load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(path, recipe.task, data.labels, recipe.model.revision, recipe.model.trust_remote_code)
-    sparsity = sparsity_report(model, ctx.excluded_op_names())
+    sparsity = sparsity_report(model, ctx.prunable())
     log.info("loaded model sparsity (prunable Linear layers): %.2f%%", 100 * sparsity["overall"])
     report = {
         "model": {"name_or_path": recipe.model.name_or_path, "path": path, "architecture": model.config.model_type,
@@ -96,7 +98,7 @@ def train(ctx: StageContext) -> StageOutput:
     with staged_dir(ctx.run_dir / "checkpoint") as out:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
-    sparsity = sparsity_report(model, ctx.excluded_op_names())
+    sparsity = sparsity_report(model, ctx.prunable())
     report = {"training": vars(result),
               "sparsity": {**sparsity, "loaded_overall": ctx.outputs["load"]["sparsity_overall"]}}
     return StageOutput(outputs={"model_dir": "checkpoint"}, report=report)
