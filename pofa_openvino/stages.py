@@ -78,9 +78,10 @@ def train(ctx: StageContext) -> StageOutput:
     from .modeling import load_model, load_tokenizer
     from .prune import inc_config, sparsity_report
     from .rundir import staged_dir
-    from .train import fine_tune
+    from .train import fine_tune, seed_everything
 
     recipe = ctx.recipe
+    seed_everything(recipe.training.seed)  # before loading: a new task head is initialised at random
     path = ctx.outputs["load"]["model_path"]
     tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(path, recipe.task, ctx.data.labels, recipe.model.revision, recipe.model.trust_remote_code)
