@@ -22,7 +22,7 @@ from . import report as report_md
 from . import stages
 from .errors import PofaError, RecipeError, StageError
 from .recipe import Recipe, load_recipe
-from .rundir import MANIFEST_FORMAT, claim, read_json, sha256_tree, write_json, write_text
+from .rundir import MANIFEST_FORMAT, claim, sha256_tree, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +153,6 @@ def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict
     write_json(run_dir / "report.json", report)
     write_text(run_dir / "report.md", report_md.markdown(report))
     return report
-
-
-def read_report(run_dir: str | Path) -> dict[str, Any]:
-    return read_json(Path(run_dir) / "report.json")
 
 
 def _version(name: str) -> str | None:

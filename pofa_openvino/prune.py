@@ -38,11 +38,6 @@ def sparsity_report(model: Any, prunable: Callable[[str], bool]) -> dict[str, An
     return {"layers": layers, "overall": round(zeros / total, 6) if total else 0.0}
 
 
-def zero_masks(model: Any) -> dict[str, Any]:
-    """Boolean masks of the exact zeros of every Linear weight (copies, for before/after checks)."""
-    return {name: (weight == 0).detach().clone() for name, weight in linear_weights(model).items()}
-
-
 def _import_inc(module: str) -> Any:
     """Import an INC module without its pkg_resources deprecation notice (INC 3.7.1 is pinned)."""
     import importlib
