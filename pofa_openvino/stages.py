@@ -112,8 +112,10 @@ def evaluate(ctx: StageContext) -> StageOutput:
 
     recipe = ctx.recipe
     path = ctx.model_dir()
-    tokenizer = load_tokenizer(path)
-    model = load_model(path, recipe.task)
+    # Without a train stage ``path`` is the recipe's own model: keep its revision and remote-code choice.
+    tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
+    model = load_model(path, recipe.task, revision=recipe.model.revision,
+                       trust_remote_code=recipe.model.trust_remote_code)
     scores = {split: evaluate_torch(model, tokenizer, examples, _eval_batch(recipe), recipe.data.max_seq_length,
                                     ctx.with_f1)
               for split, examples in ctx.data.eval.items()}
