@@ -32,17 +32,18 @@ def machine() -> dict[str, object]:
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
                  platform.processor())
     flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []))
-    return {"cpu": model, "logical_cores": len([l for l in cpuinfo.splitlines() if l.startswith("processor")]),
+    return {"cpu": model, "logical_cores": sum(line.startswith("processor") for line in cpuinfo.splitlines()),
             "avx512_vnni": "avx512_vnni" in flags, "amx": "amx_int8" in flags, "python": platform.python_version()}
 
 
 def summary(name: str, result: pofa_openvino.RunResult) -> dict[str, object]:
     report = result.report
     training = report["training"]
+    prunable = [layer for layer in report["sparsity"]["layers"] if layer["prunable"]]
     return {"recipe": f"benchmarks/recipes/{name}.yaml", "run_dir": str(result.run_dir.relative_to(ROOT)),
             "dev_accuracy": report["accuracy"]["torch_fp32"]["accuracy"],
             "sparsity_overall": report["sparsity"]["overall"],
-            "min_layer_sparsity": min(l["zero_fraction"] for l in report["sparsity"]["layers"] if l["prunable"]),
+            "min_layer_sparsity": min(layer["zero_fraction"] for layer in prunable),
             "steps": training["steps"], "epochs": training["epochs"], "train_seconds": training["seconds"],
             "history": training["history"]}
 

@@ -1,39 +1,31 @@
-"""Task metrics, as the PruneOFA table reports them (accuracy; accuracy and F1 for QQP)."""
+"""Scoring a torch model on a task's evaluation split with the task's own metric."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .data import Example
-from .data.classification import batches
+from .data import TaskData
 
 
-def classification_metrics(predictions: list[int], labels: list[int], with_f1: bool = False) -> dict[str, float]:
-    """Accuracy, and binary F1 of class 1 when asked (QQP)."""
-    correct = sum(p == y for p, y in zip(predictions, labels, strict=True))
-    metrics = {"accuracy": correct / len(labels)}
-    if with_f1:
-        tp = sum(p == 1 and y == 1 for p, y in zip(predictions, labels, strict=True))
-        fp = sum(p == 1 and y == 0 for p, y in zip(predictions, labels, strict=True))
-        fn = sum(p == 0 and y == 1 for p, y in zip(predictions, labels, strict=True))
-        metrics["f1"] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return {k: round(v, 6) for k, v in metrics.items()}
-
-
-def torch_predictions(model: Any, tokenizer: Any, examples: list[Example], batch_size: int,
-                      max_length: int) -> list[int]:
+def torch_outputs(model: Any, tokenizer: Any, data: TaskData, items: list[Any], batch_size: int,
+                  max_length: int) -> dict[str, list[Any]]:
+    """Each head's output row per item (rows keep their batch's padding; scorers know the true length)."""
     import torch
 
     model.eval()
-    predictions: list[int] = []
+    outputs: dict[str, list[Any]] = {head: [] for head in data.heads}
     with torch.inference_mode():
-        for batch in batches(tokenizer, examples, batch_size, max_length):
-            batch.pop("labels")
-            predictions += model(**batch).logits.argmax(-1).tolist()
-    return predictions
+        for start in range(0, len(items), batch_size):
+            batch = data.collate(tokenizer, items[start:start + batch_size], max_length)
+            for target in data.targets:
+                batch.pop(target, None)
+            result = model(**batch)
+            for head in data.heads:
+                outputs[head].extend(result[head].float().numpy())
+    return outputs
 
 
-def evaluate_torch(model: Any, tokenizer: Any, examples: list[Example], batch_size: int, max_length: int,
-                   with_f1: bool = False) -> dict[str, float]:
-    predictions = torch_predictions(model, tokenizer, examples, batch_size, max_length)
-    return classification_metrics(predictions, [e.label for e in examples], with_f1)
+def evaluate_torch(model: Any, tokenizer: Any, data: TaskData, split: str, batch_size: int,
+                   max_length: int) -> dict[str, float]:
+    items = data.eval_items(split, tokenizer, max_length)
+    return data.score(split, items, torch_outputs(model, tokenizer, data, items, batch_size, max_length))

@@ -57,9 +57,19 @@ class RunResult:
 
 
 def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | None = None,
-        resume: bool = False, force: bool = False, overrides: list[str] | None = None) -> RunResult:
-    """Run every enabled stage of ``recipe`` into ``output_dir`` (default ``runs/<name>``)."""
+        resume: bool = False, force: bool = False, overrides: list[str] | None = None,
+        pruning: Any = None) -> RunResult:
+    """Run every enabled stage of ``recipe`` into ``output_dir`` (default ``runs/<name>``).
+
+    ``pruning`` is an INC ``WeightPruningConfig`` that replaces the recipe's ``pruning`` section."""
     spec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    if pruning is not None:
+        from .prune import section_from_inc
+
+        if spec.training is None:
+            raise RecipeError("pruning happens during fine-tuning: add a `training` section", source=spec.source,
+                              key="training")
+        spec = spec.model_copy(update={"pruning": section_from_inc(pruning)})
     for section, stage in NOT_YET.items():
         if getattr(spec, section) is not None:
             raise RecipeError(f"the {stage} stage is not available in pofa-openvino "
@@ -92,6 +102,7 @@ def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any],
                                               "started": _now()}
     write_json(run_dir / "manifest.json", manifest)
     log.info("stage %s: started", stage.name)
+    ctx.fingerprint = fingerprint
     began = time.perf_counter()
     try:
         result = stage.run(ctx)

@@ -13,8 +13,8 @@ log = logging.getLogger("pofa_openvino")
 class _LogLines:
     """Logs ``description: step/total metrics`` every ``every`` steps and at the end."""
 
-    def __init__(self, description: str, total: int, every: int):
-        self.description, self.total, self.every, self.done = description, total, max(1, every), 0
+    def __init__(self, description: str, total: int, every: int, done: int):
+        self.description, self.total, self.every, self.done = description, total, max(1, every), done
 
     def advance(self, steps: int = 1, **metrics: float) -> None:
         self.done += steps
@@ -33,14 +33,14 @@ class _RichBar:
 
 
 @contextmanager
-def progress(description: str, total: int, every: int = 10) -> Iterator[_LogLines | _RichBar]:
-    """Yield an object with ``advance(steps=1, **metrics)``."""
+def progress(description: str, total: int, every: int = 10, done: int = 0) -> Iterator[_LogLines | _RichBar]:
+    """Yield an object with ``advance(steps=1, **metrics)``; ``done`` steps are already behind (a resume)."""
     if not sys.stderr.isatty():
-        yield _LogLines(description, total, every)
+        yield _LogLines(description, total, every, done)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"))
     with Progress(*columns, transient=False) as bar:
-        yield _RichBar(bar, bar.add_task(description, total=total, metrics=""))
+        yield _RichBar(bar, bar.add_task(description, total=total, completed=done, metrics=""))

@@ -51,17 +51,35 @@ def _import_inc(module: str) -> Any:
 def inc_config(section: Any) -> Any:
     """Build INC's ``WeightPruningConfig`` from the recipe's ``pruning`` section (same vocabulary).
 
-    ``unstructured`` is INC's ``1x1`` pattern."""
+    ``unstructured`` is INC's ``1x1`` pattern. ``pattern_lock`` always locks element-wise (``1x1``):
+    INC's block patterns lock whole blocks that hold any non-zero, which would revive the zeros inside
+    them; an element mask keeps every zero, and with it any block structure the checkpoint has."""
     WeightPruningConfig = _import_inc("neural_compressor.config").WeightPruningConfig  # noqa: N806
 
-    def inc_values(values: dict[str, Any]) -> dict[str, Any]:
-        if values.get("pattern") == "unstructured":
+    def inc_values(values: dict[str, Any], inherited_type: str) -> dict[str, Any]:
+        if values.get("pattern") == "unstructured" or values.get("pruning_type", inherited_type) == "pattern_lock":
             values["pattern"] = "1x1"
         return values
 
-    settings = inc_values(section.model_dump(exclude={"pruning_configs"}))
-    groups = [inc_values(group.model_dump(exclude_none=True)) for group in section.pruning_configs] or [{}]
+    settings = inc_values(section.model_dump(exclude={"pruning_configs"}), section.pruning_type)
+    groups = [inc_values(group.model_dump(exclude_none=True), section.pruning_type)
+              for group in section.pruning_configs] or [{}]
     return WeightPruningConfig(pruning_configs=groups, **settings)
+
+
+def section_from_inc(config: Any) -> Any:
+    """The recipe's ``pruning`` section for an INC ``WeightPruningConfig`` built in Python, so a run
+    records (and fingerprints) exactly what it pruned with. INC's empty ``excluded_op_names`` default
+    becomes ours: the task head stays dense unless the config names it in ``op_names``."""
+    from .recipe import PruningSection
+
+    settings = dict(config.weight_compression)
+    if settings.pop("low_memory_usage", False):
+        raise ValueError("WeightPruningConfig(low_memory_usage=True) is not supported; leave it False")
+    if not settings.get("excluded_op_names"):
+        settings.pop("excluded_op_names", None)
+    settings["pruning_op_types"] = [t for t in settings.get("pruning_op_types", ["Linear"]) if t == "Linear"]
+    return PruningSection.model_validate({**settings, "pruning_configs": list(config.pruning_configs or [])})
 
 
 class PruningHooks:
@@ -92,3 +110,27 @@ class PruningHooks:
 
     def train_end(self) -> None:
         self.callbacks.on_train_end()
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        """Each pruner's masks, criterion scores and schedule position: what an epoch checkpoint needs
+        so a resumed run prunes exactly as an uninterrupted one (and revives nothing)."""
+        states = []
+        for pruner in self.callbacks.pruners:
+            state = {key: getattr(pruner, key) for key in _PRUNER_STATE if hasattr(pruner, key)}
+            if getattr(pruner, "criterion", None) is not None:
+                state["scores"] = pruner.criterion.scores
+            states.append(state)
+        return states
+
+    def load_state_dict(self, states: list[dict[str, Any]]) -> None:
+        for pruner, state in zip(self.callbacks.pruners, states, strict=True):
+            state = dict(state)
+            if "scores" in state:
+                pruner.criterion.scores = state.pop("scores")
+            for key, value in state.items():
+                setattr(pruner, key, value)
+            pruner.mask_weights()
+
+
+_PRUNER_STATE = ("masks", "global_step", "handled_global_step", "completed_pruned_cnt", "current_sparsity_ratio",
+                 "init_sparsity_ratio")

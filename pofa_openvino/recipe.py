@@ -42,8 +42,10 @@ class ModelSection(Section):
 
 
 class DataSection(Section):
-    """Where examples come from. ``dataset`` is a hub name (``glue/sst2``) or ``builtin:sentiment``;
-    local files go in ``train_file`` / ``validation_file`` (csv, tsv, jsonl)."""
+    """Where examples come from. ``dataset`` is a hub name (``glue/sst2``, ``squad``) or
+    ``builtin:sentiment``; local files go in ``train_file`` / ``validation_file`` (csv, tsv, jsonl for
+    classification; SQuAD JSON for question answering). ``doc_stride``, ``n_best_size`` and
+    ``max_answer_length`` are question answering's, named as in Hugging Face's run_qa."""
 
     dataset: str | None = None
     train_file: str | None = None
@@ -54,6 +56,9 @@ class DataSection(Section):
     max_seq_length: int = Field(default=128, ge=8, le=4096)
     max_train_samples: int | None = Field(default=None, gt=0)
     max_eval_samples: int | None = Field(default=None, gt=0)
+    doc_stride: int = Field(default=128, ge=1)
+    n_best_size: int = Field(default=20, ge=1)
+    max_answer_length: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSection:
@@ -123,8 +128,14 @@ class PruningSection(PrunerGroup):
 
     @model_validator(mode="after")
     def _steps(self) -> PruningSection:
-        if self.end_step < self.start_step:
-            raise ValueError(f"end_step ({self.end_step}) is before start_step ({self.start_step})")
+        for where, group in [("", self), *((f"pruning_configs[{i}]: ", g) for i, g in enumerate(self.pruning_configs))]:
+            start = self.start_step if group.start_step is None else group.start_step
+            end = self.end_step if group.end_step is None else group.end_step
+            if end < start:
+                raise ValueError(f"{where}end_step ({end}) is before start_step ({start})")
+            if (group.pruning_type or self.pruning_type) == "pattern_lock" and end != start:
+                raise ValueError(f"{where}pattern_lock locks the checkpoint's zeros once, at start_step: "
+                                 f"set end_step equal to start_step (got {start} and {end})")
         return self
 
 

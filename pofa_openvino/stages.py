@@ -27,12 +27,13 @@ class StageContext:
     recipe: Recipe
     run_dir: Path
     outputs: dict[str, dict[str, Any]]
+    fingerprint: str = ""  # of the stage now running: what its own partial state must match to be resumed
 
     @cached_property
     def data(self) -> Any:
-        from .data import load_classification
+        from .data import load_task_data
 
-        return load_classification(self.recipe.data)
+        return load_task_data(self.recipe.task, self.recipe.data)
 
     def model_dir(self) -> str:
         """The newest model: the fine-tuned checkpoint if training ran, else the loaded one."""
@@ -46,10 +47,6 @@ class StageContext:
         from .recipe import PruningSection
 
         return prunable_matcher(self.recipe.pruning or PruningSection())
-
-    @property
-    def with_f1(self) -> bool:
-        return (self.recipe.data.dataset or "").endswith("qqp")
 
 
 def load(ctx: StageContext) -> StageOutput:
@@ -74,35 +71,46 @@ def load(ctx: StageContext) -> StageOutput:
 
 
 def train(ctx: StageContext) -> StageOutput:
-    """Fine-tune (with INC pruning and distillation when the recipe asks) into ``checkpoint/``."""
+    """Fine-tune (with INC pruning and distillation when the recipe asks) into ``checkpoint/``.
+
+    Each finished epoch leaves ``train-state/``; a resumed run continues from it, then removes it."""
+    import shutil
+
     from .modeling import load_model, load_tokenizer
     from .prune import inc_config, sparsity_report
     from .rundir import staged_dir
-    from .train import fine_tune, seed_everything
+    from .train import fine_tune, resumable, seed_everything
 
     recipe = ctx.recipe
     seed_everything(recipe.training.seed)  # before loading: a new task head is initialised at random
-    path = ctx.outputs["load"]["model_path"]
+    state_dir = ctx.run_dir / "train-state"
+    path = str(state_dir) if resumable(state_dir, ctx.fingerprint) else ctx.outputs["load"]["model_path"]
     tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(path, recipe.task, ctx.data.labels, recipe.model.revision, recipe.model.trust_remote_code)
-    teacher = None
-    if recipe.distillation is not None:
-        teacher = load_model(recipe.distillation.teacher, recipe.task)
-        if teacher.config.num_labels != len(ctx.data.labels):
-            from .errors import PofaError
-
-            raise PofaError(f"distillation.teacher has {teacher.config.num_labels} labels, the task has "
-                            f"{len(ctx.data.labels)}: the teacher must be fine-tuned on the same task")
+    teacher = _teacher(recipe, ctx.data) if recipe.distillation is not None else None
     pruning = inc_config(recipe.pruning) if recipe.pruning is not None else None
     result = fine_tune(model, tokenizer, ctx.data, recipe.training, recipe.data.max_seq_length, pruning,
-                       teacher, recipe.distillation, ctx.with_f1)
+                       teacher, recipe.distillation, state_dir, ctx.fingerprint)
     with staged_dir(ctx.run_dir / "checkpoint") as out:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+    shutil.rmtree(state_dir, ignore_errors=True)
     sparsity = sparsity_report(model, ctx.prunable())
     report = {"training": vars(result),
               "sparsity": {**sparsity, "loaded_overall": ctx.outputs["load"]["sparsity_overall"]}}
     return StageOutput(outputs={"model_dir": "checkpoint"}, report=report)
+
+
+def _teacher(recipe: Recipe, data: Any) -> Any:
+    """The dense teacher, checked to answer the same task (same label count for classification)."""
+    from .errors import PofaError
+    from .modeling import load_model
+
+    teacher = load_model(recipe.distillation.teacher, recipe.task)
+    if data.labels is not None and teacher.config.num_labels != len(data.labels):
+        raise PofaError(f"distillation.teacher has {teacher.config.num_labels} labels, the task has "
+                        f"{len(data.labels)}: the teacher must be fine-tuned on the same task")
+    return teacher
 
 
 def evaluate(ctx: StageContext) -> StageOutput:
@@ -116,11 +124,10 @@ def evaluate(ctx: StageContext) -> StageOutput:
     tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(path, recipe.task, revision=recipe.model.revision,
                        trust_remote_code=recipe.model.trust_remote_code)
-    scores = {split: evaluate_torch(model, tokenizer, examples, _eval_batch(recipe), recipe.data.max_seq_length,
-                                    ctx.with_f1)
-              for split, examples in ctx.data.eval.items()}
+    scores = {split: evaluate_torch(model, tokenizer, ctx.data, split, _eval_batch(recipe), recipe.data.max_seq_length)
+              for split in ctx.data.eval}
     primary = next(iter(scores))
-    accuracy = {"metric": "f1" if ctx.with_f1 else "accuracy", "split": primary,
+    accuracy = {"metric": ctx.data.metric, "split": primary,
                 "eval_samples": len(ctx.data.eval[primary]), "torch_fp32": scores[primary]}
     if len(scores) > 1:
         accuracy["splits"] = scores

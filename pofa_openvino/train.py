@@ -1,21 +1,27 @@
-"""Fine-tuning loop: AdamW with linear warmup/decay, gradient accumulation, INC pruning hooks and
-optional logit distillation from a dense teacher."""
+"""Fine-tuning loop for any task: AdamW with linear warmup/decay, gradient accumulation, INC pruning
+hooks, optional logit distillation from a dense teacher, evaluation and a checkpoint per epoch, and
+resume from the last checkpoint after an interruption."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .data import ClassificationData
-from .data.classification import batches
+from .data import TaskData
 from .evaluate import evaluate_torch
 from .progress import progress
+from .rundir import staged_dir, write_json
 
 log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.json"
 
 
 @dataclass
@@ -25,6 +31,7 @@ class TrainResult:
     effective_batch_size: int
     final_loss: float
     seconds: float
+    resumed_from_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -39,12 +46,30 @@ def distillation_loss(student_logits: Any, teacher_logits: Any, labels: Any, tem
     return alpha * ce + (1.0 - alpha) * temperature**2 * kl
 
 
-def total_steps(n_examples: int, training: Any) -> int:
+def task_loss(data: TaskData, outputs: Any, batch: dict[str, Any], teacher_outputs: Any = None,
+              distillation: Any = None) -> Any:
+    """Mean over the task's heads (logits; or start and end logits) of CE, or of the distillation loss."""
+    import torch.nn.functional as F
+
+    losses = []
+    for head, target in zip(data.heads, data.targets, strict=True):
+        if teacher_outputs is None:
+            losses.append(F.cross_entropy(outputs[head], batch[target]))
+        else:
+            losses.append(distillation_loss(outputs[head], teacher_outputs[head].clone(), batch[target],
+                                            distillation.temperature, distillation.alpha))
+    return sum(losses) / len(losses)
+
+
+def total_steps(n_items: int, training: Any) -> int:
     """Optimizer steps the run will take (what INC's start/end steps count)."""
     if training.max_steps > 0:
         return training.max_steps
-    per_epoch = math.ceil(n_examples / (training.per_device_train_batch_size * training.gradient_accumulation_steps))
-    return max(1, math.ceil(training.num_train_epochs * per_epoch))
+    return max(1, math.ceil(training.num_train_epochs * steps_per_epoch(n_items, training)))
+
+
+def steps_per_epoch(n_items: int, training: Any) -> int:
+    return math.ceil(n_items / (training.per_device_train_batch_size * training.gradient_accumulation_steps))
 
 
 def seed_everything(seed: int) -> None:
@@ -56,19 +81,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fine_tune(model: Any, tokenizer: Any, data: ClassificationData, training: Any, max_length: int,
+def resumable(checkpoint_dir: Path | None, fingerprint: str) -> bool:
+    """Whether ``checkpoint_dir`` holds an epoch checkpoint of this very training (same fingerprint)."""
+    state = checkpoint_dir / STATE_FILE if checkpoint_dir else None
+    return bool(state and state.is_file() and json.loads(state.read_text())["fingerprint"] == fingerprint)
+
+
+def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_length: int,
               pruning_config: Any = None, teacher: Any = None, distillation: Any = None,
-              with_f1: bool = False) -> TrainResult:
-    """Train ``model`` in place. ``pruning_config`` is an INC ``WeightPruningConfig`` or None."""
+              checkpoint_dir: Path | None = None, fingerprint: str = "") -> TrainResult:
+    """Train ``model`` in place. ``pruning_config`` is an INC ``WeightPruningConfig`` or None.
+
+    With ``checkpoint_dir``, each finished epoch leaves an HF directory plus optimizer, scheduler,
+    pruner and RNG state there; when it already holds a checkpoint of the same ``fingerprint``
+    (and ``model`` was loaded from it), training continues after that epoch."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
     from .prune import PruningHooks
 
     seed_everything(training.seed)
-    steps = total_steps(len(data.train), training)
-    accumulation = training.gradient_accumulation_steps
-    micro_batch = training.per_device_train_batch_size
+    items = data.train_items(tokenizer, max_length)
+    steps = total_steps(len(items), training)
+    accumulation, micro_batch = training.gradient_accumulation_steps, training.per_device_train_batch_size
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": training.weight_decay},
@@ -77,66 +112,108 @@ def fine_tune(model: Any, tokenizer: Any, data: ClassificationData, training: An
     hooks = PruningHooks(model, pruning_config) if pruning_config is not None else None
     if teacher is not None:
         teacher.eval()
+    if hooks:
+        hooks.train_begin()
+    state = {"step": 0, "epoch": 0, "loss": float("nan"), "history": []}
+    if resumable(checkpoint_dir, fingerprint):
+        state = _restore(checkpoint_dir, optimizer, scheduler, hooks)
+        log.info("resuming training from the checkpoint of epoch %d (step %d of %d)", state["epoch"],
+                 state["step"], steps)
+    resumed_from = state["step"]
     log.info("fine-tuning: %d optimizer steps, effective batch %d (%d x %d accumulation)%s%s", steps,
              micro_batch * accumulation, micro_batch, accumulation,
              ", INC pruning" if hooks else "", ", distillation" if teacher is not None else "")
-    if hooks:
-        hooks.train_begin()
-    history: list[dict[str, float]] = []
-    step, epoch, loss_value, started = 0, 0, float("nan"), time.perf_counter()
-    micro_batches = _micro_batches(tokenizer, data, micro_batch, max_length, training.seed)
-    with progress("fine-tune", steps, every=training.logging_steps) as bar:
-        while step < steps:
+    started = time.perf_counter()
+    with progress("fine-tune", steps, every=training.logging_steps, done=state["step"]) as bar:
+        while state["step"] < steps:
             model.train()
-            if hooks:
-                hooks.step_begin(step)
-            running = 0.0
-            for _ in range(accumulation):
-                batch_epoch, batch = next(micro_batches)
-                labels = batch.pop("labels")
-                logits = model(**batch).logits
-                if teacher is not None:
-                    with torch.inference_mode():
-                        teacher_logits = teacher(**batch).logits
-                    loss = distillation_loss(logits, teacher_logits.clone(), labels, distillation.temperature,
-                                             distillation.alpha)
-                else:
-                    loss = torch.nn.functional.cross_entropy(logits, labels)
-                (loss / accumulation).backward()
-                running += loss.item() / accumulation
-            torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
-            if hooks:
-                hooks.before_optimizer_step()
-            optimizer.step()
-            if hooks:
-                hooks.after_optimizer_step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step, loss_value = step + 1, running
-            bar.advance(loss=loss_value, lr=scheduler.get_last_lr()[0])
-            if batch_epoch > epoch or step == steps:
-                epoch = batch_epoch
-                metrics = evaluate_torch(model, tokenizer, data.primary_eval, training.per_device_eval_batch_size,
-                                         max_length, with_f1)
-                history.append({"step": step, "loss": round(loss_value, 6), **metrics})
-                log.info("step %d: loss %.4f, eval %s", step, loss_value, metrics)
+            for group in _epoch_steps(data, tokenizer, items, micro_batch, accumulation, max_length,
+                                      training.seed + state["epoch"]):
+                if hooks:
+                    hooks.step_begin(state["step"])
+                running = 0.0
+                for batch in group:
+                    outputs = model(**{k: v for k, v in batch.items() if k not in data.targets})
+                    teacher_outputs = None
+                    if teacher is not None:
+                        with torch.inference_mode():
+                            teacher_outputs = teacher(**{k: v for k, v in batch.items() if k not in data.targets})
+                    loss = task_loss(data, outputs, batch, teacher_outputs, distillation)
+                    (loss / len(group)).backward()
+                    running += loss.item() / len(group)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
+                if hooks:
+                    hooks.before_optimizer_step()
+                optimizer.step()
+                if hooks:
+                    hooks.after_optimizer_step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"], state["loss"] = state["step"] + 1, running
+                bar.advance(loss=running, lr=scheduler.get_last_lr()[0])
+                if state["step"] == steps:
+                    break
+            state["epoch"] += 1
+            metrics = evaluate_torch(model, tokenizer, data, next(iter(data.eval)),
+                                     training.per_device_eval_batch_size, max_length)
+            state["history"].append({"epoch": state["epoch"], "step": state["step"],
+                                     "loss": round(state["loss"], 6), **metrics})
+            log.info("epoch %d (step %d): loss %.4f, eval %s", state["epoch"], state["step"], state["loss"], metrics)
+            if checkpoint_dir is not None and state["step"] < steps:
+                _save(checkpoint_dir, model, tokenizer, optimizer, scheduler, hooks, state, fingerprint)
     if hooks:
         hooks.train_end()
-    return TrainResult(steps=step, epochs=round(step * micro_batch * accumulation / len(data.train), 3),
-                       effective_batch_size=micro_batch * accumulation, final_loss=round(loss_value, 6),
-                       seconds=round(time.perf_counter() - started, 2), history=history)
+    return TrainResult(steps=state["step"], epochs=round(state["step"] * micro_batch * accumulation / len(items), 3),
+                       effective_batch_size=micro_batch * accumulation, final_loss=round(state["loss"], 6),
+                       seconds=round(time.perf_counter() - started, 2), resumed_from_step=resumed_from,
+                       history=state["history"])
 
 
 def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 
 
-def _micro_batches(tokenizer: Any, data: ClassificationData, batch_size: int, max_length: int, seed: int):
-    """Endless (epoch, batch) stream; each epoch reshuffles with a seed derived from the recipe's."""
-    epoch = 0
-    while True:
-        order = list(range(len(data.train)))
-        random.Random(seed + epoch).shuffle(order)
-        for batch in batches(tokenizer, data.train, batch_size, max_length, order):
-            yield epoch, batch
-        epoch += 1
+def _epoch_steps(data: TaskData, tokenizer: Any, items: list[Any], micro_batch: int, accumulation: int,
+                 max_length: int, seed: int) -> Iterator[list[dict[str, Any]]]:
+    """One epoch as optimizer steps, each a list of up to ``accumulation`` collated micro-batches; the
+    order is shuffled by ``seed`` alone, so a resumed epoch sees the batches an uninterrupted one would."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    starts = range(0, len(order), micro_batch)
+    for first in range(0, len(starts), accumulation):
+        yield [data.collate(tokenizer, [items[i] for i in order[s:s + micro_batch]], max_length)
+               for s in starts[first:first + accumulation]]
+
+
+def _save(checkpoint_dir: Path, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any, hooks: Any,
+          state: dict[str, Any], fingerprint: str) -> None:
+    """The epoch checkpoint, written beside and swapped in whole: an interruption leaves the previous one."""
+    import numpy as np
+    import torch
+
+    with staged_dir(checkpoint_dir) as out:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "pruning": hooks.state_dict() if hooks else None,
+                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                            "python": random.getstate()}}, out / "training_state.pt")
+        write_json(out / STATE_FILE, {**state, "fingerprint": fingerprint})
+    log.info("epoch %d checkpoint: %s", state["epoch"], checkpoint_dir)
+
+
+def _restore(checkpoint_dir: Path, optimizer: Any, scheduler: Any, hooks: Any) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    saved = torch.load(checkpoint_dir / "training_state.pt", weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    if hooks:
+        hooks.load_state_dict(saved["pruning"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    np.random.set_state(saved["rng"]["numpy"])
+    random.setstate(saved["rng"]["python"])
+    state = json.loads((checkpoint_dir / STATE_FILE).read_text())
+    state.pop("fingerprint")
+    return state

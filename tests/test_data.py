@@ -46,7 +46,7 @@ def test_shared_sst2_has_the_glue_columns(shared_data):
     assert len(rows) == 872 and set(rows[0]) == {"text", "label"}
     data = load_classification(DataSection(train_file=str(shared_data / "sst2" / "dev.tsv"),
                                            validation_file=str(shared_data / "sst2" / "dev.tsv")))
-    assert data.labels == ["0", "1"] and len(data.primary_eval) == 872
+    assert data.labels == ["0", "1"] and len(data.eval["validation"]) == 872
 
 
 def test_builtin_sentiment_is_deterministic_and_balanced():

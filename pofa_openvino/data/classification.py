@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,40 @@ class Example:
 
 @dataclass
 class ClassificationData:
-    """Train and evaluation examples with the label names (index = class id)."""
+    """Train and evaluation examples with the label names (index = class id).
+
+    Implements :class:`~pofa_openvino.data.TaskData`; examples are tokenized per batch."""
 
     train: list[Example]
     eval: dict[str, list[Example]]
     labels: list[str]
     text_columns: tuple[str, ...]
+    with_f1: bool = False  # QQP reports F1 beside accuracy
+    heads: tuple[str, ...] = ("logits",)
+    targets: tuple[str, ...] = ("labels",)
 
     @property
-    def primary_eval(self) -> list[Example]:
-        return next(iter(self.eval.values()))
+    def metric(self) -> str:
+        return "f1" if self.with_f1 else "accuracy"
+
+    def train_items(self, tokenizer: Any, max_length: int) -> list[Example]:
+        return self.train
+
+    def eval_items(self, split: str, tokenizer: Any, max_length: int) -> list[Example]:
+        return self.eval[split]
+
+    def collate(self, tokenizer: Any, items: list[Example], max_length: int) -> dict[str, Any]:
+        """Tokenized torch batch (padded to its longest) with a ``labels`` tensor."""
+        import torch
+
+        columns = list(zip(*(e.texts for e in items), strict=True))
+        encoded = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        encoded["labels"] = torch.tensor([e.label for e in items])
+        return dict(encoded)
+
+    def score(self, split: str, items: list[Example], outputs: dict[str, list[Any]]) -> dict[str, float]:
+        predictions = [int(row.argmax()) for row in outputs["logits"]]
+        return classification_metrics(predictions, [e.label for e in items], self.with_f1)
 
 
 def load_classification(data: Any) -> ClassificationData:
@@ -140,19 +165,5 @@ def _load_hub(data: Any) -> ClassificationData:
     def convert(split: str) -> list[Example]:
         return [Example(tuple(row[c] for c in columns), int(row["label"])) for row in loaded[split]]
 
-    return ClassificationData(convert("train"), {s: convert(s) for s in eval_splits}, list(labels), columns)
-
-
-def batches(tokenizer: Any, examples: list[Example], batch_size: int, max_length: int,
-            order: list[int] | None = None):
-    """Tokenized torch batches (padded to the longest in the batch) with a ``labels`` tensor."""
-    import torch
-
-    order = order if order is not None else list(range(len(examples)))
-    for start in range(0, len(order), batch_size):
-        chunk = [examples[i] for i in order[start:start + batch_size]]
-        columns = list(zip(*(e.texts for e in chunk), strict=True))
-        encoded = tokenizer(*columns, truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt")
-        encoded["labels"] = torch.tensor([e.label for e in chunk])
-        yield encoded
+    return ClassificationData(convert("train"), {s: convert(s) for s in eval_splits}, list(labels), columns,
+                              with_f1=task == "qqp")
