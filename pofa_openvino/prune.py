@@ -94,6 +94,7 @@ class PruningHooks:
             logging.getLogger("neural_compressor").setLevel(logging.WARNING)
         self.manager = prepare_compression(model, config)
         self.callbacks = self.manager.callbacks
+        self.pruners = [p for c in self.callbacks.callbacks_list for p in getattr(c, "pruners", [])]
 
     def train_begin(self) -> None:
         self.callbacks.on_train_begin()
@@ -115,7 +116,7 @@ class PruningHooks:
         """Each pruner's masks, criterion scores and schedule position: what an epoch checkpoint needs
         so a resumed run prunes exactly as an uninterrupted one (and revives nothing)."""
         states = []
-        for pruner in self.callbacks.pruners:
+        for pruner in self.pruners:
             state = {key: getattr(pruner, key) for key in _PRUNER_STATE if hasattr(pruner, key)}
             if getattr(pruner, "criterion", None) is not None:
                 state["scores"] = pruner.criterion.scores
@@ -123,7 +124,7 @@ class PruningHooks:
         return states
 
     def load_state_dict(self, states: list[dict[str, Any]]) -> None:
-        for pruner, state in zip(self.callbacks.pruners, states, strict=True):
+        for pruner, state in zip(self.pruners, states, strict=True):
             state = dict(state)
             if "scores" in state:
                 pruner.criterion.scores = state.pop("scores")

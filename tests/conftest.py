@@ -51,3 +51,28 @@ def tiny_recipe(model_dir: Path, **sections) -> dict:
     }
     recipe.update(sections)
     return {k: v for k, v in recipe.items() if v is not None}
+
+
+def sparsify(model_dir: Path, out_dir: Path, fraction: float = 0.9, seed: int = 0) -> Path:
+    """A copy of a tiny checkpoint whose encoder Linear weights are ``fraction`` zeros at random
+    (what a PruneOFA unstructured checkpoint looks like), tokenizer included."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(model_dir)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and "pooler" not in name:
+                module.weight[torch.rand(module.weight.shape, generator=generator) < fraction] = 0.0
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
+    return out_dir
+
+
+def linear_weights(model_dir: Path, task: str = "text-classification") -> dict:
+    """Every Linear weight of a saved task checkpoint, by module name."""
+    from pofa_openvino.modeling import load_model
+    from pofa_openvino.prune import linear_weights as weights
+
+    return {name: w.detach().clone() for name, w in weights(load_model(str(model_dir), task)).items()}

@@ -121,3 +121,38 @@ def test_interrupt_marks_the_stage_and_keeps_earlier_ones(tiny_bert, tmp_path):
     manifest = json.loads(manifest_path.read_text())
     assert manifest["stages"]["train"]["status"] == "interrupted"
     assert manifest["stages"]["load"]["status"] == "done"
+
+
+def test_training_resumes_from_its_last_epoch_checkpoint_exactly(tiny_bert, tmp_path, monkeypatch):
+    """Interrupted in epoch 2 (pruning under way), resumed: the result equals an uninterrupted run's."""
+    from conftest import linear_weights
+
+    import pofa_openvino.train as train
+
+    recipe = tiny_recipe(
+        tiny_bert, training={"num_train_epochs": 3, "per_device_train_batch_size": 16, "learning_rate": 1e-3},
+        pruning={"pattern": "1x1", "pruning_scope": "local", "target_sparsity": 0.5, "start_step": 2,
+                 "end_step": 10, "pruning_frequency": 2})
+    recipe["data"]["max_train_samples"] = 64  # 4 steps per epoch, 12 in all
+    straight = run(recipe, output_dir=tmp_path / "straight")
+
+    real_loss, calls = train.task_loss, []
+
+    def interrupted_loss(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:  # step 7: epoch 1's checkpoint is written, epoch 2 is half done
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train, "task_loss", interrupted_loss)
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, output_dir=tmp_path / "resumed")
+    state = json.loads((tmp_path / "resumed" / "train-state" / "trainer_state.json").read_text())
+    assert (state["epoch"], state["step"]) == (1, 4)
+    monkeypatch.setattr(train, "task_loss", real_loss)
+    resumed = run(recipe, output_dir=tmp_path / "resumed", resume=True)
+    assert resumed.report["training"]["resumed_from_step"] == 4 and resumed.report["training"]["steps"] == 12
+    assert not (tmp_path / "resumed" / "train-state").exists()
+    assert resumed.report["training"]["history"] == straight.report["training"]["history"]
+    expected, got = linear_weights(straight.run_dir / "checkpoint"), linear_weights(resumed.run_dir / "checkpoint")
+    assert all((expected[name] == got[name]).all() for name in expected)
