@@ -57,3 +57,45 @@ def test_builtin_sentiment_is_deterministic_and_balanced():
     train, evaluation = first
     assert not {e.texts for e in train} & {e.texts for e in evaluation}
     assert 0.4 < sum(e.label for e in train) / len(train) < 0.6
+
+
+def _hub_mirror(root, task: str, splits: dict[str, dict[str, list]]) -> str:
+    """A local directory laid out like the hub's nyu-mll/glue (README configs + parquet per split)."""
+    import datasets
+
+    configs = [f"- config_name: {task}", "  data_files:"]
+    for split, columns in splits.items():
+        datasets.Dataset.from_dict(columns).to_parquet(root / task / f"{split}-00000-of-00001.parquet")
+        configs += [f"  - split: {split}", f"    path: {task}/{split}-*"]
+    (root / "README.md").write_text("---\nconfigs:\n" + "\n".join(configs) + "\n---\n")
+    return f"{root}/{task}"
+
+
+@pytest.mark.parametrize("task, columns, eval_splits, labels", [
+    ("sst2", {"sentence": ["a fine film", "dull"]}, ["validation"], ["negative", "positive"]),
+    ("mnli", {"premise": ["a man sleeps", "it rains"], "hypothesis": ["he rests", "it is dry"]},
+     ["validation_matched", "validation_mismatched"], ["entailment", "neutral", "contradiction"]),
+    ("qqp", {"question1": ["how old?", "why?"], "question2": ["what age?", "where?"]}, ["validation"],
+     ["not_duplicate", "duplicate"]),
+    ("qnli", {"question": ["who?", "when?"], "sentence": ["Ann did.", "It rained."]}, ["validation"],
+     ["entailment", "not_entailment"]),
+])
+def test_glue_tasks_load_through_datasets_with_the_hub_columns(tmp_path, task, columns, eval_splits, labels):
+    rows = {**columns, "label": [1, 0], "idx": [0, 1]}
+    dataset = _hub_mirror(tmp_path / "glue", task, {"train": rows, **{split: rows for split in eval_splits}})
+    data = load_classification(DataSection(dataset=dataset))
+    assert list(data.eval) == eval_splits and data.labels == labels
+    assert data.train[0].texts == tuple(values[0] for values in columns.values()) and data.train[0].label == 1
+    assert data.metric == ("f1" if task == "qqp" else "accuracy")
+
+
+def test_an_unknown_glue_task_names_the_valid_ones(tmp_path):
+    with pytest.raises(DataError, match="glue/sst2, glue/mnli, glue/qqp, glue/qnli"):
+        load_classification(DataSection(dataset="glue/cola"))
+
+
+def test_the_tiny_tokenizer_knows_its_words(tiny_bert, sentiment_words):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    assert tokenizer.unk_token not in tokenizer.tokenize(" ".join(sentiment_words) + " Normandy, 10th")

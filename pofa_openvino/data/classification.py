@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..metrics import classification_metrics
+from .hub import load_hub_dataset
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +153,13 @@ def _examples(rows: list[dict[str, Any]], path: Path, columns: tuple[str, ...], 
 
 def _load_hub(data: Any) -> ClassificationData:
     """GLUE through ``datasets`` (``glue/sst2``, ``nyu-mll/glue/mnli`` or just ``sst2``)."""
-    import datasets
-
     *repo, task = data.dataset.split("/")
     if task not in GLUE:
         raise DataError(f"data.dataset {data.dataset!r}: unknown GLUE task; use one of "
                         f"{', '.join('glue/' + t for t in GLUE)}, or local files")
     columns, labels, eval_splits = GLUE[task]
     columns = tuple(data.text_columns or columns)
-    loaded = datasets.load_dataset("/".join(repo) or "nyu-mll/glue", task)
+    loaded = load_hub_dataset("/".join(repo) or "nyu-mll/glue", task)
 
     def convert(split: str) -> list[Example]:
         return [Example(tuple(row[c] for c in columns), int(row["label"])) for row in loaded[split]]

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..metrics import squad_metrics
+from .hub import load_hub_dataset
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +196,10 @@ def _example(where: str, question_id: str, question: str, context: str,
 
 def _load_hub(name: str) -> tuple[list[QAExample], list[QAExample]]:
     """SQuAD v1.1 through ``datasets``: the hub id ``squad`` or a local directory laid out like it."""
-    import datasets
-
     if name not in SQUAD_HUB_NAMES and not Path(name).is_dir():
         raise DataError(f"data.dataset {name!r}: question answering reads {' or '.join(SQUAD_HUB_NAMES)} "
                         f"(SQuAD v1.1), a local copy of it, or SQuAD JSON files in train_file/validation_file")
-    loaded = datasets.load_dataset("rajpurkar/squad" if name == "squad" else name)
+    loaded = load_hub_dataset("rajpurkar/squad" if name == "squad" else name)
 
     def convert(split: str) -> list[QAExample]:
         return [_example(f"{name}: {split} row {i}", row["id"], row["question"], row["context"],
