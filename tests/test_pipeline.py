@@ -156,3 +156,23 @@ def test_training_resumes_from_its_last_epoch_checkpoint_exactly(tiny_bert, tmp_
     assert resumed.report["training"]["history"] == straight.report["training"]["history"]
     expected, got = linear_weights(straight.run_dir / "checkpoint"), linear_weights(resumed.run_dir / "checkpoint")
     assert all((expected[name] == got[name]).all() for name in expected)
+
+
+@pytest.mark.needs_shared_data
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_distilbert"])
+def test_question_answering_prunes_and_distils_from_a_dense_teacher(model, shared_data, tmp_path, request):
+    squad = str(shared_data / "squad" / "dev-subset.json")
+    data = {"train_file": squad, "validation_file": squad, "max_seq_length": 96, "doc_stride": 32,
+            "max_train_samples": 16, "max_eval_samples": 4}
+    base = tiny_recipe(request.getfixturevalue(model), task="question-answering", data=data)
+    teacher = run(base, output_dir=tmp_path / "teacher")
+    assert teacher.report["model"]["labels"] is None
+    student = run({**base, "name": "student", "distillation": {"teacher": str(teacher.run_dir / "checkpoint")},
+                   "pruning": {"pattern": "4x1", "target_sparsity": 0.5, "pruning_scope": "local", "end_step": 6,
+                               "pruning_frequency": 2}}, output_dir=tmp_path / "student")
+    accuracy = student.report["accuracy"]
+    assert accuracy["metric"] == "f1" and accuracy["eval_samples"] == 4
+    assert set(accuracy["torch_fp32"]) == {"exact_match", "f1"}
+    layers = {layer["name"]: layer for layer in student.report["sparsity"]["layers"]}
+    assert layers["qa_outputs"]["zero_fraction"] == 0.0
+    assert all(abs(layer["zero_fraction"] - 0.5) <= 0.005 for layer in layers.values() if layer["prunable"])
