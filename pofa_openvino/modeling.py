@@ -29,7 +29,7 @@ def load_model(ref: str, task: str, labels: list[str] | None = None, revision: s
     """The task model; a missing head (an encoder-only checkpoint) is created and said so."""
     import transformers
 
-    _quiet_transformers()
+    quiet_transformers()
     path = resolve_model(ref)
     auto = getattr(transformers, AUTO_CLASSES[task])
     kwargs: dict[str, Any] = {}
@@ -58,7 +58,7 @@ def _has_head(path: str, num_labels: int) -> bool:
     return task_head and len(data.get("id2label") or {}) in (0, num_labels)
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """transformers' load reports and progress bars repeat what our log says; keep its warnings."""
     from transformers.utils import logging as hf_logging
 

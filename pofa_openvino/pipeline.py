@@ -42,9 +42,12 @@ STAGES = (
     Stage("load", ("task", "model", "data"), stages.load),
     Stage("train", ("training", "pruning", "distillation"), stages.train, lambda r: r.training is not None),
     Stage("evaluate", (), stages.evaluate),
+    Stage("export", (), stages.export, lambda r: r.quantization is not None or r.export is not None),
+    Stage("quantize", ("quantization", "export"), stages.quantize,
+          lambda r: r.quantization is not None or r.export is not None),
 )
 # Sections whose stages land with later releases; a recipe that asks for them is told so up front.
-NOT_YET = {"quantization": "quantize", "export": "export", "benchmark": "benchmark", "package": "package"}
+NOT_YET = {"benchmark": "benchmark", "package": "package"}
 
 
 @dataclass
@@ -70,11 +73,7 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
             raise RecipeError("pruning happens during fine-tuning: add a `training` section", source=spec.source,
                               key="training")
         spec = spec.model_copy(update={"pruning": section_from_inc(pruning)})
-    for section, stage in NOT_YET.items():
-        if getattr(spec, section) is not None:
-            raise RecipeError(f"the {stage} stage is not available in pofa-openvino "
-                              f"{_version('pofa-openvino')}; remove the section to run the other stages",
-                              source=spec.source, key=section)
+    _refuse_unbuilt(spec)
     run_dir = Path(output_dir or Path("runs") / spec.name).resolve()
     previous = claim(run_dir, spec.name, resume, force)
     manifest = _new_manifest(spec, previous)
@@ -94,6 +93,22 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
             ran.append(stage.name)
         report = _write_report(run_dir, manifest, spec)
     return RunResult(run_dir=run_dir, report=report, manifest=manifest, ran=ran, reused=reused)
+
+
+def _refuse_unbuilt(spec: Recipe) -> None:
+    """Settings whose code lands with later releases are refused before anything runs."""
+    for section, stage in NOT_YET.items():
+        if getattr(spec, section) is not None:
+            raise RecipeError(f"the {stage} stage is not available in pofa-openvino "
+                              f"{_version('pofa-openvino')}; remove the section to run the other stages",
+                              source=spec.source, key=section)
+    quantization = spec.quantization
+    if quantization is not None and quantization.approach == "qat":
+        raise RecipeError("qat is not available yet; use static (post-training INT8 that keeps every zero)",
+                          source=spec.source, key="quantization.approach")
+    if quantization is not None and quantization.accuracy_criterion is not None:
+        raise RecipeError("accuracy-controlled quantization is not available yet; remove accuracy_criterion",
+                          source=spec.source, key="quantization.accuracy_criterion")
 
 
 def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any], fingerprint: str,
@@ -159,7 +174,9 @@ def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict
                                          "sha256": manifest["recipe_sha256"]}}
     for entry in manifest["stages"].values():
         if entry.get("status") == "done":
-            report.update(entry.get("report", {}))
+            for key, value in entry.get("report", {}).items():
+                merged = report.get(key)
+                report[key] = {**merged, **value} if isinstance(merged, dict) and isinstance(value, dict) else value
     report["timings"] = {name: entry.get("seconds") for name, entry in manifest["stages"].items()}
     write_json(run_dir / "report.json", report)
     write_text(run_dir / "report.md", report_md.markdown(report))

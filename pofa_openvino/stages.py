@@ -4,6 +4,7 @@ report sections it measured; heavy libraries are imported here, inside the stage
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -74,8 +75,6 @@ def train(ctx: StageContext) -> StageOutput:
     """Fine-tune (with INC pruning and distillation when the recipe asks) into ``checkpoint/``.
 
     Each finished epoch leaves ``train-state/``; a resumed run continues from it, then removes it."""
-    import shutil
-
     from .modeling import load_model, load_tokenizer
     from .prune import inc_config, sparsity_report
     from .rundir import staged_dir
@@ -132,7 +131,120 @@ def evaluate(ctx: StageContext) -> StageOutput:
     if len(scores) > 1:
         accuracy["splits"] = scores
     log.info("evaluation (%s): %s", primary, scores[primary])
-    return StageOutput(report={"accuracy": accuracy})
+    return StageOutput(outputs={"torch_fp32": scores[primary]}, report={"accuracy": accuracy})
+
+
+PARITY_SAMPLES = 32
+PARITY_TOLERANCE = 1e-3
+
+
+def export(ctx: StageContext) -> StageOutput:
+    """FP32 OpenVINO IR of the newest model into ``openvino-fp32/``, checked against torch: logits on
+    evaluation samples (OpenVINO forced to f32) and the task metric."""
+    from .evaluate import openvino_predictor, score, task_outputs, torch_predictor
+    from .export import export_ir
+    from .modeling import load_model, load_tokenizer
+    from .rundir import staged_dir
+    from .runtime import SparseModel
+
+    recipe, data = ctx.recipe, ctx.data
+    with staged_dir(ctx.run_dir / "openvino-fp32") as out:
+        export_ir(ctx.model_dir(), out, recipe.task)
+    ir = SparseModel(ctx.run_dir / "openvino-fp32", {"INFERENCE_PRECISION_HINT": "f32"})
+    tokenizer = load_tokenizer(ctx.model_dir())
+    model = load_model(ctx.model_dir(), recipe.task)
+    split, length, batch = next(iter(data.eval)), recipe.data.max_seq_length, _eval_batch(recipe)
+    items = data.eval_items(split, tokenizer, length)[:PARITY_SAMPLES]
+    expected = task_outputs(torch_predictor(model), tokenizer, data, items, batch, length)
+    got = task_outputs(openvino_predictor(ir), tokenizer, data, items, batch, length)
+    diff = max(float(abs(e - g).max()) for head in data.heads for e, g in zip(expected[head], got[head], strict=True))
+    if diff >= PARITY_TOLERANCE:
+        log.warning("OpenVINO FP32 and torch disagree: max |logit difference| %.2e on %d samples", diff, len(items))
+    metrics = score(openvino_predictor(ir), tokenizer, data, split, batch, length)
+    log.info("OpenVINO FP32 (f32 precision): %s; max |logit difference| vs torch %.2e", metrics, diff)
+    report = {"accuracy": {"openvino_fp32": metrics},
+              "parity": {"max_abs_logit_diff": diff, "samples": len(items), "tolerance": PARITY_TOLERANCE,
+                         "ok": diff < PARITY_TOLERANCE}}
+    return StageOutput(outputs={"ir_dir": "openvino-fp32"}, report=report)
+
+
+def quantize(ctx: StageContext) -> StageOutput:
+    """The deployable ``openvino/`` directory: INT8 IR (NNCF), every float zero checked, the runtime
+    config with the sparse weight decompression rate, and what the CPU then actually ran."""
+    import openvino as ov
+
+    from .errors import StageError
+    from .evaluate import openvino_predictor, score
+    from .modeling import load_model, load_tokenizer
+    from .prune import linear_weights, sparsity_report
+    from .quantize import calibration_inputs, quantize_ir, zero_preservation
+    from .recipe import ExportSection, QuantizationSection
+    from .rundir import staged_dir
+    from .runtime import IR_FILE, SparseModel, int8_weights, write_runtime_config
+
+    recipe, data = ctx.recipe, ctx.data
+    section = recipe.quantization or QuantizationSection(approach="none")
+    fp32_dir = ctx.run_dir / ctx.outputs["export"]["ir_dir"]
+    tokenizer = load_tokenizer(ctx.model_dir())
+    model = load_model(ctx.model_dir(), recipe.task)
+    float_weights = {name: w.detach().numpy() for name, w in linear_weights(model).items()}
+    with staged_dir(ctx.run_dir / "openvino") as out:
+        for item in fp32_dir.iterdir():
+            if not item.name.startswith("openvino_model."):
+                shutil.copy2(item, out / item.name)
+        if section.approach == "none":
+            ov.save_model(ov.Core().read_model(fp32_dir / IR_FILE), out / IR_FILE)
+        else:
+            calibration = calibration_inputs(data, tokenizer, recipe.data.max_seq_length,
+                                             section.calibration_sampling_size)
+            log.info("INT8 (%s) with %d calibration samples", section.approach, len(calibration))
+            quantize_ir(fp32_dir, out / IR_FILE, section, calibration)
+        int8 = zero_preservation(float_weights, int8_weights(ov.Core().read_model(out / IR_FILE)))
+        revived = {name: layer["revived_zeros"] for name, layer in int8.items() if layer["revived_zeros"]}
+        if revived:
+            raise StageError("INT8 quantization turned exact zeros of the float weights into non-zeros in "
+                             + ", ".join(f"{name} ({count})" for name, count in revived.items()))
+        rate = _sparse_rate((recipe.export or ExportSection()).sparse_weights_decompression_rate, int8,
+                            ctx.prunable())
+        write_runtime_config(out, rate)
+    deployed = SparseModel(ctx.run_dir / "openvino")
+    runtime = deployed.describe()
+    (log.info if runtime["sparse_layers_active"] or rate is None else log.warning)(runtime["note"])
+    metrics = score(openvino_predictor(deployed), tokenizer, data, next(iter(data.eval)), _eval_batch(recipe),
+                    recipe.data.max_seq_length)
+    torch_fp32 = ctx.outputs["evaluate"]["torch_fp32"]
+    label = "openvino_int8" if section.approach != "none" else "openvino_deployed"
+    log.info("%s: %s (torch FP32: %s)", label, metrics, torch_fp32)
+    sparsity = sparsity_report(model, ctx.prunable())
+    for layer in sparsity["layers"]:
+        layer.update({k: v for k, v in int8.get(layer["name"], {}).items() if k != "revived_zeros"})
+    accuracy = {label: metrics, "delta": {k: round(metrics[k] - torch_fp32[k], 6) for k in metrics}}
+    report = {"accuracy": accuracy, "sparsity": sparsity, "runtime": runtime,
+              "quantization": {"approach": section.approach, "zeros_revived": 0,
+                               "layers_int8": len(int8), "layers_checked": len(int8)}}
+    return StageOutput(outputs={"ir_dir": "openvino", "sparse_rate": rate}, report=report)
+
+
+def _sparse_rate(setting: str | float, int8: dict[str, dict[str, Any]], prunable: Any) -> float | None:
+    """``auto``: the largest rate every pruned, eligible INT8 layer reaches; ``off``: none; a float: as
+    given (layers below it run dense, which is said)."""
+    from .runtime import auto_rate
+
+    pruned = {name: layer["int8_zero_fraction"] for name, layer in int8.items()
+              if layer["eligible_for_sparse"] and prunable(name)}
+    if setting == "off":
+        return None
+    if setting == "auto":
+        rate = auto_rate(list(pruned.values()))
+        if rate is None:
+            log.info("sparse weight decompression left off: %s", "no pruned INT8 layer has dims that are multiples "
+                     "of 64" if not pruned else f"the sparsest-common rate {min(pruned.values()):.2f} is below 0.5")
+        return rate
+    below = [name for name, fraction in pruned.items() if fraction < setting]
+    if below:
+        log.warning("sparse rate %s: %d pruned layers are less sparse and will run dense: %s", setting, len(below),
+                    ", ".join(below))
+    return float(setting)
 
 
 def _eval_batch(recipe: Recipe) -> int:

@@ -1,0 +1,29 @@
+"""OpenVINO IR export through optimum-intel (the exporter that works with transformers 5), written as
+a directory optimum-intel loads: ``openvino_model.xml/.bin``, ``config.json`` and the tokenizer."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+OV_CLASSES = {"text-classification": "OVModelForSequenceClassification",
+              "question-answering": "OVModelForQuestionAnswering"}
+
+
+def export_ir(model_dir: str, out_dir: Path, task: str) -> None:
+    """FP32 IR with dynamic batch and sequence length, weights kept in FP32 (parity needs them)."""
+    import optimum.intel
+    from transformers import AutoTokenizer
+
+    from .modeling import quiet_transformers
+
+    quiet_transformers()
+    with warnings.catch_warnings():  # the exporter's tracing warnings are about torch internals
+        warnings.simplefilter("ignore")
+        model = getattr(optimum.intel, OV_CLASSES[task]).from_pretrained(model_dir, export=True, compile=False)
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
+    log.info("exported %s to OpenVINO IR: %s", Path(model_dir).name, out_dir)

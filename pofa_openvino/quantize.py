@@ -1,0 +1,82 @@
+"""The one bridge to NNCF: INT8 post-training quantization of an IR, and the check that no zero of the
+float weights came back.
+
+``static`` quantizes weights *and* activations (what OpenVINO's sparse INT8 kernels need);
+``weight_only`` compresses weights alone (smaller, but never sparse-decompressed); NNCF's INT8
+weights are symmetric with zero point 0, so an exact zero stays zero, which :func:`zero_preservation`
+verifies layer by layer rather than assumes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runtime import IR_FILE, Int8Weight
+
+log = logging.getLogger(__name__)
+
+# INC op types (op_type_dict keys) as the IR names them.
+_IR_TYPES = {"Linear": "MatMul", "MatMul": "MatMul", "Embedding": "Gather", "LayerNorm": "MVN", "Softmax": "SoftMax"}
+
+
+def quantize_ir(fp32_dir: Path, out_file: Path, section: Any, calibration: list[dict[str, np.ndarray]]) -> None:
+    """Quantize ``fp32_dir``'s IR as the recipe's ``quantization`` section says and save it to ``out_file``
+    (float weights that stay float, the embeddings, are stored as FP16)."""
+    import nncf
+    import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    model = ov.Core().read_model(Path(fp32_dir) / IR_FILE)
+    if section.approach == "static":
+        alpha = section.recipes.smooth_quant_args.alpha if section.recipes.smooth_quant else -1.0
+        model = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=len(calibration), ignored_scope=ignored_scope(section),
+                              advanced_parameters=AdvancedQuantizationParameters(
+                                  smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha)))
+    elif section.approach == "weight_only":
+        log.warning("quantization.approach weight_only: INT8 weights, float activations. OpenVINO's sparse "
+                    "weight decompression needs INT8 activations too (approach: static) and will not apply")
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM,
+                                      ignored_scope=ignored_scope(section))
+    ov.save_model(model, out_file)
+
+
+def ignored_scope(section: Any) -> Any:
+    """INC's ``op_name_dict`` / ``op_type_dict`` entries that ask for fp32, as an NNCF ignored scope.
+    Names are the torch module names (regular expressions, as INC matches them)."""
+    import nncf
+
+    def wants_fp32(override: Any) -> bool:
+        return any(setting is not None and setting.dtype == ["fp32"]
+                   for setting in (override.activation, override.weight))
+
+    patterns = [rf"^__module\.(?:{name})/.*" for name, o in section.op_name_dict.items() if wants_fp32(o)]
+    types = [_IR_TYPES.get(name, name) for name, o in section.op_type_dict.items() if wants_fp32(o)]
+    return nncf.IgnoredScope(patterns=patterns, types=types, validate=False)
+
+
+def zero_preservation(float_weights: dict[str, np.ndarray], int8: list[Int8Weight]) -> dict[str, dict[str, Any]]:
+    """Per source Linear: the INT8 zero fraction, whether the sparse kernel could take the layer, and
+    how many exact zeros of the float weight became non-zero (must be 0)."""
+    layers = {}
+    for weight in int8:
+        source = float_weights.get(weight.source or "")
+        if source is None or source.shape != weight.values.shape:
+            continue
+        layers[weight.source] = {"int8_zero_fraction": round(weight.zero_fraction, 6),
+                                 "eligible_for_sparse": weight.shape_eligible,
+                                 "revived_zeros": int(((source == 0) & (weight.values != 0)).sum())}
+    return layers
+
+
+def calibration_inputs(data: Any, tokenizer: Any, max_length: int, size: int) -> list[dict[str, np.ndarray]]:
+    """``size`` training items of the task, one per batch, as numpy inputs (natural lengths)."""
+    items = data.train_items(tokenizer, max_length)[:size]
+    samples = []
+    for item in items:
+        batch = data.collate(tokenizer, [item], max_length)
+        samples.append({name: value.numpy() for name, value in batch.items() if name not in data.targets})
+    return samples
