@@ -30,6 +30,8 @@ def quantize_ir(fp32_dir: Path, out_file: Path, section: Any, calibration: list[
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
     model = ov.Core().read_model(Path(fp32_dir) / IR_FILE)
+    names = {i.get_any_name() for i in model.inputs}  # a tokenizer may give more (token_type_ids for DistilBERT)
+    calibration = [{k: v for k, v in sample.items() if k in names} for sample in calibration]
     if section.approach == "static":
         alpha = section.recipes.smooth_quant_args.alpha if section.recipes.smooth_quant else -1.0
         model = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,

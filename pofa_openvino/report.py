@@ -22,9 +22,28 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                                     f"final loss {training['final_loss']:.4f}, {training['seconds']:.0f} s"))
     accuracy = report.get("accuracy")
     if accuracy:
-        scores = ", ".join(f"{k} {v:.4f}" for k, v in accuracy["torch_fp32"].items())
-        rows.append((f"{accuracy['split']} ({accuracy['eval_samples']} examples), torch FP32", scores))
+        where = f"{accuracy['split']} ({accuracy['eval_samples']} examples)"
+        for key, label in RUNNERS.items():
+            if key in accuracy:
+                rows.append((f"{where}, {label}", ", ".join(f"{k} {v:.4f}" for k, v in accuracy[key].items())))
+        if "delta" in accuracy:
+            rows.append(("INT8 vs torch FP32", ", ".join(f"{k} {v:+.4f}" for k, v in accuracy["delta"].items())))
+    parity = report.get("parity")
+    if parity:
+        rows.append(("OpenVINO FP32 vs torch logits", f"max |diff| {parity['max_abs_logit_diff']:.1e} on "
+                                                      f"{parity['samples']} samples"))
+    runtime = report.get("runtime")
+    if runtime:
+        rate = runtime["sparse_rate"] if runtime["sparse_rate"] is not None else "off"
+        rows.append(("CPU", f"{runtime['cpu']} (AMX: {'yes' if runtime['amx'] else 'no'})"))
+        rows.append(("sparse weight decompression", f"rate {rate}, {runtime['sparse_layers_eligible']} layers "
+                                                    f"eligible, {runtime['sparse_layers_active']} ran sparse kernels"))
+        rows.append(("runtime note", runtime["note"]))
     return rows
+
+
+RUNNERS = {"torch_fp32": "torch FP32", "openvino_fp32": "OpenVINO FP32", "openvino_int8": "OpenVINO INT8",
+           "openvino_deployed": "OpenVINO (not quantized)"}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -36,9 +55,19 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {name} | {seconds if seconds is not None else '-'} |" for name, seconds in timings.items()]
     sparsity = report.get("sparsity")
     if sparsity:
-        lines += ["", "## Per-layer sparsity (Linear weights)", "", "| layer | shape | zeros | prunable |",
-                  "|---|---|---:|---|"]
+        lines += ["", "## Per-layer sparsity (Linear weights)", "",
+                  "| layer | shape | zeros | prunable | INT8 zeros | sparse-kernel shape |",
+                  "|---|---|---:|---|---:|---|"]
         lines += [f"| {layer['name']} | {'x'.join(map(str, layer['shape']))} | "
-                  f"{100 * layer['zero_fraction']:.2f}% | {'yes' if layer['prunable'] else 'no'} |"
+                  f"{100 * layer['zero_fraction']:.2f}% | {_yes(layer['prunable'])} | "
+                  f"{_percent(layer.get('int8_zero_fraction'))} | {_yes(layer.get('eligible_for_sparse'))} |"
                   for layer in sparsity["layers"]]
     return "\n".join(lines) + "\n"
+
+
+def _yes(value: bool | None) -> str:
+    return "-" if value is None else "yes" if value else "no"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"

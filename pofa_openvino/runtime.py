@@ -95,8 +95,8 @@ def cpu() -> dict[str, Any]:
 
 def kernel_summary(profiling: list[tuple[str, str]]) -> dict[str, Any]:
     """From (node type, exec type) pairs of a profiled inference: FullyConnected kernel types and how
-    many of them are sparse."""
-    kernels = Counter(exec_type for node_type, exec_type in profiling if node_type == "FullyConnected")
+    many of them are sparse. (INT8 layers may report as ``FullyConnectedQuantizedLegacy``.)"""
+    kernels = Counter(exec_type for node_type, exec_type in profiling if node_type.startswith("FullyConnected"))
     return {"kernel_types": dict(sorted(kernels.items())),
             "sparse_layers_active": sum(n for kind, n in kernels.items() if "sparse" in kind)}
 
@@ -157,7 +157,8 @@ class SparseModel:
         profiled = self.core.compile_model(self.model, "CPU", {**self.properties, "PERF_COUNT": True})
         request = profiled.create_infer_request()
         request.infer(self.dummy_inputs(sequence_length))
-        kernels = kernel_summary([(p.node_type, p.exec_type) for p in request.get_profiling_info()])
+        kernels = kernel_summary([(p.node_type, p.exec_type) for p in request.get_profiling_info()
+                                  if p.status == p.Status.EXECUTED])
         rate, machine = self.sparse_rate, cpu()
         weights = int8_weights(self.model)
         eligible = sum(w.shape_eligible and rate is not None and w.zero_fraction >= rate for w in weights)
