@@ -169,10 +169,19 @@ def test_question_answering_prunes_and_distils_from_a_dense_teacher(model, share
     assert teacher.report["model"]["labels"] is None
     student = run({**base, "name": "student", "distillation": {"teacher": str(teacher.run_dir / "checkpoint")},
                    "pruning": {"pattern": "4x1", "target_sparsity": 0.5, "pruning_scope": "local", "end_step": 6,
-                               "pruning_frequency": 2}}, output_dir=tmp_path / "student")
+                               "pruning_frequency": 2},
+                   "quantization": {"calibration_sampling_size": 8}}, output_dir=tmp_path / "student")
     accuracy = student.report["accuracy"]
     assert accuracy["metric"] == "f1" and accuracy["eval_samples"] == 4
-    assert set(accuracy["torch_fp32"]) == {"exact_match", "f1"}
+    assert set(accuracy["torch_fp32"]) == set(accuracy["openvino_int8"]) == {"exact_match", "f1"}
+    assert student.report["parity"]["ok"] and student.report["quantization"]["zeros_revived"] == 0
+
+    from optimum.intel import OVModelForQuestionAnswering
+
+    ir_dir = student.run_dir / "openvino"
+    config = json.loads((ir_dir / "runtime_config.json").read_text())
+    loaded = OVModelForQuestionAnswering.from_pretrained(ir_dir, ov_config=config["CPU"])
+    assert loaded.config.model_type == student.report["model"]["architecture"]
     layers = {layer["name"]: layer for layer in student.report["sparsity"]["layers"]}
     assert layers["qa_outputs"]["zero_fraction"] == 0.0
     assert all(abs(layer["zero_fraction"] - 0.5) <= 0.005 for layer in layers.values() if layer["prunable"])
