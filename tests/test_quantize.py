@@ -18,10 +18,10 @@ from pofa_openvino.runtime import SparseModel, cpu, int8_weights
 pytestmark = pytest.mark.slow
 
 
-def _quantized_run(model_dir, tmp_path, approach: str = "static"):
+def _quantized_run(model_dir, tmp_path, approach: str = "static", **quantization):
     sparse = sparsify(model_dir, tmp_path / "sparse", fraction=0.9)
     recipe = tiny_recipe(sparse, pruning={"pruning_type": "pattern_lock"},
-                         quantization={"approach": approach, "calibration_sampling_size": 16},
+                         quantization={"approach": approach, "calibration_sampling_size": 16, **quantization},
                          export={"sparse_weights_decompression_rate": "auto"})
     return run(recipe, output_dir=tmp_path / "run")
 
@@ -89,6 +89,16 @@ def test_weight_only_int8_keeps_zeros_and_says_sparse_kernels_cannot_apply(tiny_
     assert result.report["quantization"]["approach"] == "weight_only"
     assert result.report["runtime"]["sparse_layers_active"] == 0
     assert "sparse weight decompression needs INT8 activations too" in caplog.text
+
+
+def test_op_name_dict_keeps_named_layers_float_and_smooth_quant_keeps_zeros(tiny_bert, tmp_path):
+    fp32 = {"activation": {"dtype": ["fp32"]}, "weight": {"dtype": ["fp32"]}}
+    result = _quantized_run(tiny_bert, tmp_path, op_name_dict={"classifier": fp32, r"bert\.pooler\..*": fp32},
+                            recipes={"smooth_quant": True, "smooth_quant_args": {"alpha": 0.6}})
+    sources = {w.source for w in int8_weights(SparseModel(result.run_dir / "openvino").model)}
+    assert "classifier" not in sources and "bert.pooler.dense" not in sources
+    assert "bert.encoder.layer.0.attention.self.query" in sources
+    assert result.report["quantization"]["zeros_revived"] == 0
 
 
 @pytest.mark.parametrize("setting, key", [({"approach": "qat"}, "quantization.approach"),
