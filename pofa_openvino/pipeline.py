@@ -106,9 +106,9 @@ def _refuse_unbuilt(spec: Recipe) -> None:
     if quantization is not None and quantization.approach == "qat":
         raise RecipeError("qat is not available yet; use static (post-training INT8 that keeps every zero)",
                           source=spec.source, key="quantization.approach")
-    if quantization is not None and quantization.accuracy_criterion is not None:
-        raise RecipeError("accuracy-controlled quantization is not available yet; remove accuracy_criterion",
-                          source=spec.source, key="quantization.accuracy_criterion")
+    if quantization is not None and quantization.accuracy_criterion is not None and quantization.approach != "static":
+        raise RecipeError("accuracy_criterion applies to approach: static (NNCF reverts layers to float until "
+                          "the metric holds)", source=spec.source, key="quantization.accuracy_criterion")
 
 
 def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any], fingerprint: str,

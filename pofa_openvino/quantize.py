@@ -9,6 +9,7 @@ verifies layer by layer rather than assumes."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,15 @@ log = logging.getLogger(__name__)
 _IR_TYPES = {"Linear": "MatMul", "MatMul": "MatMul", "Embedding": "Gather", "LayerNorm": "MVN", "Softmax": "SoftMax"}
 
 
-def quantize_ir(fp32_dir: Path, out_file: Path, section: Any, calibration: list[dict[str, np.ndarray]]) -> None:
+Metric = Callable[[list[dict[str, np.ndarray]]], float]  # outputs by name, one dict per validation input
+
+
+def quantize_ir(fp32_dir: Path, out_file: Path, section: Any, calibration: list[dict[str, np.ndarray]],
+                validation: tuple[list[dict[str, np.ndarray]], Metric] | None = None) -> None:
     """Quantize ``fp32_dir``'s IR as the recipe's ``quantization`` section says and save it to ``out_file``
-    (float weights that stay float, the embeddings, are stored as FP16)."""
+    (float weights that stay float, the embeddings, are stored as FP16). With an ``accuracy_criterion``,
+    ``validation`` (inputs and the task metric over their outputs) lets NNCF revert layers to float
+    until the metric drops no more than the criterion allows."""
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
@@ -34,16 +41,31 @@ def quantize_ir(fp32_dir: Path, out_file: Path, section: Any, calibration: list[
     calibration = [{k: v for k, v in sample.items() if k in names} for sample in calibration]
     if section.approach == "static":
         alpha = section.recipes.smooth_quant_args.alpha if section.recipes.smooth_quant else -1.0
-        model = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
-                              subset_size=len(calibration), ignored_scope=ignored_scope(section),
-                              advanced_parameters=AdvancedQuantizationParameters(
-                                  smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha)))
+        common = dict(model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
+                      ignored_scope=ignored_scope(section))
+        advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+        if section.accuracy_criterion is None:
+            model = nncf.quantize(model, nncf.Dataset(calibration), advanced_parameters=advanced, **common)
+        else:
+            inputs, metric = validation
+            criterion = section.accuracy_criterion
+            model = nncf.quantize_with_accuracy_control(
+                model, nncf.Dataset(calibration), nncf.Dataset([{k: v for k, v in x.items() if k in names}
+                                                                for x in inputs]),
+                validation_fn=lambda compiled, samples: (metric(_outputs(compiled, samples)), None),
+                max_drop=criterion.tolerable_loss,
+                drop_type=nncf.DropType.RELATIVE if criterion.criterion == "relative" else nncf.DropType.ABSOLUTE,
+                advanced_quantization_parameters=advanced, **common)
     elif section.approach == "weight_only":
         log.warning("quantization.approach weight_only: INT8 weights, float activations. OpenVINO's sparse "
                     "weight decompression needs INT8 activations too (approach: static) and will not apply")
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM,
                                       ignored_scope=ignored_scope(section))
     ov.save_model(model, out_file)
+
+
+def _outputs(compiled: Any, samples: Any) -> list[dict[str, np.ndarray]]:
+    return [{port.get_any_name(): value for port, value in compiled(sample).items()} for sample in samples]
 
 
 def ignored_scope(section: Any) -> Any:

@@ -28,6 +28,11 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                 rows.append((f"{where}, {label}", ", ".join(f"{k} {v:.4f}" for k, v in accuracy[key].items())))
         if "delta" in accuracy:
             rows.append(("INT8 vs torch FP32", ", ".join(f"{k} {v:+.4f}" for k, v in accuracy["delta"].items())))
+    quantization = report.get("quantization")
+    if quantization:
+        rows.append(("quantization", f"{quantization['approach']}: {quantization['layers_int8']} INT8 Linear layers, "
+                                     f"{quantization['zeros_revived']} zeros revived, float: "
+                                     f"{', '.join(quantization['layers_float']) or 'none'}"))
     parity = report.get("parity")
     if parity:
         rows.append(("OpenVINO FP32 vs torch logits", f"max |diff| {parity['max_abs_logit_diff']:.1e} on "

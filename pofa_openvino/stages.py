@@ -198,7 +198,9 @@ def quantize(ctx: StageContext) -> StageOutput:
             calibration = calibration_inputs(data, tokenizer, recipe.data.max_seq_length,
                                              section.calibration_sampling_size)
             log.info("INT8 (%s) with %d calibration samples", section.approach, len(calibration))
-            quantize_ir(fp32_dir, out / IR_FILE, section, calibration)
+            validation = (_validation(data, tokenizer, recipe.data.max_seq_length)
+                          if section.accuracy_criterion else None)
+            quantize_ir(fp32_dir, out / IR_FILE, section, calibration, validation)
         int8 = zero_preservation(float_weights, int8_weights(ov.Core().read_model(out / IR_FILE)))
         revived = {name: layer["revived_zeros"] for name, layer in int8.items() if layer["revived_zeros"]}
         if revived:
@@ -220,9 +222,26 @@ def quantize(ctx: StageContext) -> StageOutput:
         layer.update({k: v for k, v in int8.get(layer["name"], {}).items() if k != "revived_zeros"})
     accuracy = {label: metrics, "delta": {k: round(metrics[k] - torch_fp32[k], 6) for k in metrics}}
     report = {"accuracy": accuracy, "sparsity": sparsity, "runtime": runtime,
-              "quantization": {"approach": section.approach, "zeros_revived": 0,
-                               "layers_int8": len(int8), "layers_checked": len(int8)}}
+              "quantization": {"approach": section.approach, "zeros_revived": 0, "layers_int8": len(int8),
+                               "layers_float": sorted(set(float_weights) - set(int8)),
+                               "accuracy_criterion": section.accuracy_criterion.model_dump()
+                               if section.accuracy_criterion else None}}
     return StageOutput(outputs={"ir_dir": "openvino", "sparse_rate": rate}, report=report)
+
+
+def _validation(data: Any, tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], Any]:
+    """The primary evaluation split as single-item inputs, and its task metric over their outputs
+    (what NNCF's accuracy control evaluates after each layer it reverts)."""
+    split = next(iter(data.eval))
+    items = data.eval_items(split, tokenizer, max_length)
+    inputs = [{k: v.numpy() for k, v in data.collate(tokenizer, [item], max_length).items() if k not in data.targets}
+              for item in items]
+
+    def metric(outputs: list[dict[str, Any]]) -> float:
+        rows = {head: [output[head][0] for output in outputs] for head in data.heads}
+        return data.score(split, items, rows)[data.metric]
+
+    return inputs, metric
 
 
 def _sparse_rate(setting: str | float, int8: dict[str, dict[str, Any]], prunable: Any) -> float | None:

@@ -101,8 +101,16 @@ def test_op_name_dict_keeps_named_layers_float_and_smooth_quant_keeps_zeros(tiny
     assert result.report["quantization"]["zeros_revived"] == 0
 
 
+def test_accuracy_control_keeps_the_metric_within_the_criterion_and_lists_float_layers(tiny_bert, tmp_path):
+    result = _quantized_run(tiny_bert, tmp_path, accuracy_criterion={"criterion": "absolute", "tolerable_loss": 0.0})
+    accuracy, quantization = result.report["accuracy"], result.report["quantization"]
+    assert accuracy["openvino_int8"]["accuracy"] >= accuracy["openvino_fp32"]["accuracy"]
+    assert quantization["accuracy_criterion"] == {"criterion": "absolute", "tolerable_loss": 0.0}
+    assert quantization["zeros_revived"] == 0 and isinstance(quantization["layers_float"], list)
+
+
 @pytest.mark.parametrize("setting, key", [({"approach": "qat"}, "quantization.approach"),
-                                          ({"accuracy_criterion": {"tolerable_loss": 0.01}},
+                                          ({"approach": "weight_only", "accuracy_criterion": {"tolerable_loss": 0.01}},
                                            "quantization.accuracy_criterion")])
 def test_quantization_settings_not_built_yet_are_refused_before_anything_runs(tiny_bert, tmp_path, setting, key):
     with pytest.raises(RecipeError, match=key):
