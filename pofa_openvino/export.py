@@ -6,11 +6,26 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 OV_CLASSES = {"text-classification": "OVModelForSequenceClassification",
               "question-answering": "OVModelForQuestionAnswering"}
+
+
+def export_trained(model: Any, out_dir: Path, task: str) -> None:
+    """IR of an in-memory torch model, e.g. NNCF's fake-quantized QAT model (FakeQuantize + INT8 weights);
+    ``ov.convert_model`` and ``torch.export`` cannot trace those, optimum-intel's exporter can."""
+    from optimum.exporters.openvino import export_from_model
+
+    from .modeling import quiet_transformers
+
+    quiet_transformers()
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_from_model(model, out_dir, task=task)
 
 
 def export_ir(model_dir: str, out_dir: Path, task: str) -> None:

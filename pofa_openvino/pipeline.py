@@ -73,7 +73,7 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
             raise RecipeError("pruning happens during fine-tuning: add a `training` section", source=spec.source,
                               key="training")
         spec = spec.model_copy(update={"pruning": section_from_inc(pruning)})
-    _refuse_unbuilt(spec)
+    _refuse_unsupported(spec)
     run_dir = Path(output_dir or Path("runs") / spec.name).resolve()
     previous = claim(run_dir, spec.name, resume, force)
     manifest = _new_manifest(spec, previous)
@@ -95,17 +95,21 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
     return RunResult(run_dir=run_dir, report=report, manifest=manifest, ran=ran, reused=reused)
 
 
-def _refuse_unbuilt(spec: Recipe) -> None:
-    """Settings whose code lands with later releases are refused before anything runs."""
+def _refuse_unsupported(spec: Recipe) -> None:
+    """Settings this release cannot carry out are refused before anything runs."""
     for section, stage in NOT_YET.items():
         if getattr(spec, section) is not None:
             raise RecipeError(f"the {stage} stage is not available in pofa-openvino "
                               f"{_version('pofa-openvino')}; remove the section to run the other stages",
                               source=spec.source, key=section)
     quantization = spec.quantization
-    if quantization is not None and quantization.approach == "qat":
-        raise RecipeError("qat is not available yet; use static (post-training INT8 that keeps every zero)",
+    if quantization is not None and quantization.approach == "qat" and spec.training is None:
+        raise RecipeError("qat fine-tunes the fake-quantized model with the `training` section: add one",
                           source=spec.source, key="quantization.approach")
+    if quantization is not None and quantization.approach == "qat" and (quantization.op_name_dict or
+                                                                        quantization.op_type_dict):
+        raise RecipeError("op_name_dict / op_type_dict apply to post-training INT8 (static, weight_only); "
+                          "qat quantizes every Linear", source=spec.source, key="quantization.approach")
     if quantization is not None and quantization.accuracy_criterion is not None and quantization.approach != "static":
         raise RecipeError("accuracy_criterion applies to approach: static (NNCF reverts layers to float until "
                           "the metric holds)", source=spec.source, key="quantization.accuracy_criterion")

@@ -96,11 +96,19 @@ def zero_preservation(float_weights: dict[str, np.ndarray], int8: list[Int8Weigh
     return layers
 
 
-def calibration_inputs(data: Any, tokenizer: Any, max_length: int, size: int) -> list[dict[str, np.ndarray]]:
-    """``size`` training items of the task, one per batch, as numpy inputs (natural lengths)."""
-    items = data.train_items(tokenizer, max_length)[:size]
-    samples = []
-    for item in items:
-        batch = data.collate(tokenizer, [item], max_length)
-        samples.append({name: value.numpy() for name, value in batch.items() if name not in data.targets})
-    return samples
+def calibration_batches(data: Any, tokenizer: Any, max_length: int, size: int) -> list[dict[str, Any]]:
+    """``size`` training items of the task, one per batch (natural lengths), as torch model inputs."""
+    batches = [data.collate(tokenizer, [item], max_length) for item in data.train_items(tokenizer, max_length)[:size]]
+    return [{name: value for name, value in batch.items() if name not in data.targets} for batch in batches]
+
+
+def quantization_aware(model: Any, calibration: list[dict[str, Any]], section: Any) -> Any:
+    """NNCF's fake-quantized torch model, calibrated as static INT8 is: trainable, so fine-tuning can
+    adapt the weights to INT8 (with the zero masks locked by INC's pattern_lock while it trains)."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    alpha = section.recipes.smooth_quant_args.alpha if section.recipes.smooth_quant else -1.0
+    return nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                         subset_size=len(calibration), advanced_parameters=AdvancedQuantizationParameters(
+                             smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha)))

@@ -177,7 +177,7 @@ def quantize(ctx: StageContext) -> StageOutput:
     from .evaluate import openvino_predictor, score
     from .modeling import load_model, load_tokenizer
     from .prune import linear_weights, sparsity_report
-    from .quantize import calibration_inputs, quantize_ir, zero_preservation
+    from .quantize import calibration_batches, quantize_ir, zero_preservation
     from .recipe import ExportSection, QuantizationSection
     from .rundir import staged_dir
     from .runtime import IR_FILE, SparseModel, int8_weights, write_runtime_config
@@ -192,11 +192,14 @@ def quantize(ctx: StageContext) -> StageOutput:
         for item in fp32_dir.iterdir():
             if not item.name.startswith("openvino_model."):
                 shutil.copy2(item, out / item.name)
+        calibration = calibration_batches(data, tokenizer, recipe.data.max_seq_length,
+                                          section.calibration_sampling_size)
         if section.approach == "none":
             ov.save_model(ov.Core().read_model(fp32_dir / IR_FILE), out / IR_FILE)
+        elif section.approach == "qat":
+            _quantization_aware_training(ctx, tokenizer, calibration, out)
         else:
-            calibration = calibration_inputs(data, tokenizer, recipe.data.max_seq_length,
-                                             section.calibration_sampling_size)
+            calibration = [{name: value.numpy() for name, value in batch.items()} for batch in calibration]
             log.info("INT8 (%s) with %d calibration samples", section.approach, len(calibration))
             validation = (_validation(data, tokenizer, recipe.data.max_seq_length)
                           if section.accuracy_criterion else None)
@@ -227,6 +230,28 @@ def quantize(ctx: StageContext) -> StageOutput:
                                "accuracy_criterion": section.accuracy_criterion.model_dump()
                                if section.accuracy_criterion else None}}
     return StageOutput(outputs={"ir_dir": "openvino", "sparse_rate": rate}, report=report)
+
+
+def _quantization_aware_training(ctx: StageContext, tokenizer: Any, calibration: list[dict[str, Any]],
+                                 out: Path) -> None:
+    """QAT: NNCF fake-quantizes a copy of the fine-tuned model, the recipe's ``training`` runs again on
+    it with every zero locked (INC pattern_lock on the pruned layers), and optimum-intel exports it."""
+    from .export import export_trained
+    from .modeling import load_model
+    from .prune import inc_config
+    from .quantize import quantization_aware
+    from .recipe import PruningSection
+    from .train import fine_tune
+
+    recipe = ctx.recipe
+    log.info("quantization-aware training: %d calibration samples, then the training section again with "
+             "the zero masks locked", len(calibration))
+    model = quantization_aware(load_model(ctx.model_dir(), recipe.task), calibration, recipe.quantization)
+    pruned = recipe.pruning or PruningSection()
+    lock = inc_config(PruningSection(pruning_type="pattern_lock", op_names=pruned.op_names,
+                                     excluded_op_names=pruned.excluded_op_names))
+    fine_tune(model, tokenizer, ctx.data, recipe.training, recipe.data.max_seq_length, lock)
+    export_trained(model, out, recipe.task)
 
 
 def _validation(data: Any, tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], Any]:

@@ -109,10 +109,25 @@ def test_accuracy_control_keeps_the_metric_within_the_criterion_and_lists_float_
     assert quantization["zeros_revived"] == 0 and isinstance(quantization["layers_float"], list)
 
 
-@pytest.mark.parametrize("setting, key", [({"approach": "qat"}, "quantization.approach"),
-                                          ({"approach": "weight_only", "accuracy_criterion": {"tolerable_loss": 0.01}},
-                                           "quantization.accuracy_criterion")])
-def test_quantization_settings_not_built_yet_are_refused_before_anything_runs(tiny_bert, tmp_path, setting, key):
+def test_qat_trains_the_fake_quantized_model_with_locked_masks_and_keeps_every_zero(tiny_bert, tmp_path):
+    result = _quantized_run(tiny_bert, tmp_path, approach="qat", calibration_sampling_size=8)
+    floats = {name: w.numpy() for name, w in linear_weights(result.run_dir / "checkpoint").items()}
+    weights = {w.source: w for w in int8_weights(SparseModel(result.run_dir / "openvino").model)}
+    pruned = [layer["name"] for layer in result.report["sparsity"]["layers"] if layer["prunable"]]
+    for name in pruned:
+        assert not ((floats[name] == 0) & (weights[name].values != 0)).any(), name
+    assert result.report["quantization"]["approach"] == "qat" and result.report["quantization"]["zeros_revived"] == 0
+    assert "openvino_int8" in result.report["accuracy"] and result.report["runtime"]["sparse_rate"] >= 0.85
+
+
+@pytest.mark.parametrize("training, setting, key", [
+    (None, {"approach": "qat"}, "quantization.approach"),
+    ({"max_steps": 2}, {"approach": "qat", "op_name_dict": {"classifier": {"weight": {"dtype": ["fp32"]}}}},
+     "quantization.approach"),
+    ({"max_steps": 2}, {"approach": "weight_only", "accuracy_criterion": {"tolerable_loss": 0.01}},
+     "quantization.accuracy_criterion")])
+def test_quantization_settings_that_cannot_apply_are_refused_before_anything_runs(tiny_bert, tmp_path, training,
+                                                                                 setting, key):
     with pytest.raises(RecipeError, match=key):
-        run(tiny_recipe(tiny_bert, quantization=setting), output_dir=tmp_path / "run")
+        run(tiny_recipe(tiny_bert, training=training, quantization=setting), output_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
