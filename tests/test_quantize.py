@@ -109,8 +109,9 @@ def test_accuracy_control_keeps_the_metric_within_the_criterion_and_lists_float_
     assert quantization["zeros_revived"] == 0 and isinstance(quantization["layers_float"], list)
 
 
-def test_qat_trains_the_fake_quantized_model_with_locked_masks_and_keeps_every_zero(tiny_bert, tmp_path):
-    result = _quantized_run(tiny_bert, tmp_path, approach="qat", calibration_sampling_size=8)
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_distilbert"])
+def test_qat_trains_the_fake_quantized_model_with_locked_masks_and_keeps_every_zero(model, tmp_path, request):
+    result = _quantized_run(request.getfixturevalue(model), tmp_path, approach="qat", calibration_sampling_size=8)
     floats = {name: w.numpy() for name, w in linear_weights(result.run_dir / "checkpoint").items()}
     weights = {w.source: w for w in int8_weights(SparseModel(result.run_dir / "openvino").model)}
     pruned = [layer["name"] for layer in result.report["sparsity"]["layers"] if layer["prunable"]]
