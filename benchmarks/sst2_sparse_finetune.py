@@ -1,8 +1,8 @@
-"""Benchmark: all-MiniLM-L6-v2 on GLUE SST-2, dense vs 90% unstructured (INC gradual pruning) distilled
-from the dense model. Runs the two recipes in ``benchmarks/recipes`` through the public API and records
+"""Benchmark: all-MiniLM-L6-v2 on GLUE SST-2, dense vs 90% unstructured (INC gradual pruning of the
+dense model, distilled from it). Runs the two recipes in ``benchmarks/recipes`` through the public API and records
 dev accuracy, sparsity counted from the saved tensors, time, machine and versions.
 
-    .venv/bin/python benchmarks/sst2_sparse_finetune.py      # ~1.5 h on 2 cores; re-running resumes
+    .venv/bin/python benchmarks/sst2_sparse_finetune.py      # ~1.7 h on 2 cores; re-running resumes
 
 Needs ``../shared/data/sst2`` (GLUE SST-2 train/dev). Results: ``benchmarks/results/sst2_sparse_finetune.{json,md}``.
 """
