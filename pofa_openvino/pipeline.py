@@ -141,9 +141,12 @@ def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any],
 
 
 def _fingerprint(stage: Stage, recipe: Recipe, before: str) -> str:
+    """Values left at their defaults are not part of it: a release that adds a setting (with a default
+    that keeps the old behaviour) does not make ``--resume`` redo finished stages."""
     sections = {name: getattr(recipe, name) for name in stage.sections}
     payload = json.dumps({"stage": stage.name, "before": before,
-                          "sections": {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v
+                          "sections": {k: v.model_dump(mode="json", exclude_defaults=True) if hasattr(v, "model_dump")
+                                       else v
                                        for k, v in sections.items()}}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 

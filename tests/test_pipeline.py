@@ -53,6 +53,22 @@ def test_resume_reuses_unchanged_stages_and_redoes_changed_ones(tiny_bert, tmp_p
     assert changed.reused == ["load"] and changed.ran == ["train", "evaluate"]
 
 
+def test_a_setting_added_with_a_default_keeps_finished_stages_reusable(tiny_bert):
+    from pofa_openvino.pipeline import STAGES, _fingerprint
+    from pofa_openvino.recipe import TrainingSection, load_recipe
+
+    class NewerTraining(TrainingSection):  # what a later release adding a setting looks like
+        label_smoothing_factor: float = 0.0
+
+    recipe = load_recipe(tiny_recipe(tiny_bert))
+    newer = recipe.model_copy(update={"training": NewerTraining(**recipe.training.model_dump())})
+    changed = recipe.model_copy(update={"training": NewerTraining(**recipe.training.model_dump(),
+                                                                  label_smoothing_factor=0.1)})
+    train = next(stage for stage in STAGES if stage.name == "train")
+    assert _fingerprint(train, newer, "before") == _fingerprint(train, recipe, "before")
+    assert _fingerprint(train, changed, "before") != _fingerprint(train, recipe, "before")
+
+
 def test_a_foreign_directory_is_never_clobbered(tiny_bert, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
