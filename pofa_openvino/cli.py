@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from . import interrupts
 from .errors import PofaError
 
 
@@ -87,6 +88,7 @@ COMMANDS = {"run": _cmd_run, "validate": _cmd_validate}
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.debug, args.quiet)
+    interrupts.install()
     try:
         return COMMANDS[args.verb](args)
     except PofaError as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import interrupts
 from .data import TaskData
 from .evaluate import evaluate_torch
 from .progress import progress
@@ -129,6 +130,7 @@ def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_len
             model.train()
             for group in _epoch_steps(data, tokenizer, items, micro_batch, accumulation, max_length,
                                       training.seed + state["epoch"]):
+                interrupts.check()
                 if hooks:
                     hooks.step_begin(state["step"])
                 running = 0.0
