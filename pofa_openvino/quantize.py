@@ -9,6 +9,7 @@ verifies layer by layer rather than assumes."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,12 @@ def calibration_batches(data: Any, tokenizer: Any, max_length: int, size: int) -
 
 def quantization_aware(model: Any, calibration: list[dict[str, Any]], section: Any) -> Any:
     """NNCF's fake-quantized torch model, calibrated as static INT8 is: trainable, so fine-tuning can
-    adapt the weights to INT8 (with the zero masks locked by INC's pattern_lock while it trains)."""
+    adapt the weights to INT8 (with the zero masks locked by INC's pattern_lock while it trains).
+
+    NNCF compiles a C++ extension on first use; on a small or busy CPU that takes longer than NNCF's
+    60 s default limit, so the limit is raised unless the user set one."""
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
+    log.info("QAT: NNCF compiles its torch extension on first use (about a minute, cached afterwards)")
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 

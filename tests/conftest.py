@@ -32,6 +32,19 @@ def tiny_distilbert(tmp_path_factory, sentiment_words) -> Path:
     return make_tiny_model("distilbert", tmp_path_factory.mktemp("tiny-distilbert"), sentiment_words)
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI, called in-process, points the root logger at the stream of that moment (a captured
+    one that pytest closes afterwards); give later tests their logging back."""
+    import logging
+
+    root, ours = logging.getLogger(), logging.getLogger("pofa_openvino")
+    handlers, level, our_level = root.handlers[:], root.level, ours.level
+    yield
+    root.handlers[:], root.level = handlers, level
+    ours.setLevel(our_level)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
