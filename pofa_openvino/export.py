@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,8 @@ def export_trained(model: Any, out_dir: Path, task: str) -> None:
     ``ov.convert_model`` and ``torch.export`` cannot trace those, optimum-intel's exporter can."""
     from optimum.exporters.openvino import export_from_model
 
-    from .modeling import quiet_transformers
-
-    quiet_transformers()
     model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         export_from_model(model, out_dir, task=task)
 
 
@@ -33,12 +31,19 @@ def export_ir(model_dir: str, out_dir: Path, task: str) -> None:
     import optimum.intel
     from transformers import AutoTokenizer
 
-    from .modeling import quiet_transformers
-
-    quiet_transformers()
-    with warnings.catch_warnings():  # the exporter's tracing warnings are about torch internals
-        warnings.simplefilter("ignore")
+    with _quiet():
         model = getattr(optimum.intel, OV_CLASSES[task]).from_pretrained(model_dir, export=True, compile=False)
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
     log.info("exported %s to OpenVINO IR: %s", Path(model_dir).name, out_dir)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter's tracing warnings are about torch and transformers internals, not the user's model."""
+    from .modeling import quiet_transformers
+
+    quiet_transformers()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

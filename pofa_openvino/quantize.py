@@ -35,16 +35,14 @@ def quantize_ir(fp32_dir: Path, out_file: Path, section: Any, calibration: list[
     until the metric drops no more than the criterion allows."""
     import nncf
     import openvino as ov
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
     model = ov.Core().read_model(Path(fp32_dir) / IR_FILE)
     names = {i.get_any_name() for i in model.inputs}  # a tokenizer may give more (token_type_ids for DistilBERT)
     calibration = [{k: v for k, v in sample.items() if k in names} for sample in calibration]
     if section.approach == "static":
-        alpha = section.recipes.smooth_quant_args.alpha if section.recipes.smooth_quant else -1.0
         common = dict(model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
                       ignored_scope=ignored_scope(section))
-        advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+        advanced = _advanced(section)
         if section.accuracy_criterion is None:
             model = nncf.quantize(model, nncf.Dataset(calibration), advanced_parameters=advanced, **common)
         else:
@@ -112,9 +110,14 @@ def quantization_aware(model: Any, calibration: list[dict[str, Any]], section: A
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
     log.info("QAT: NNCF compiles its torch extension on first use (about a minute, cached afterwards)")
     import nncf
+
+    return nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                         subset_size=len(calibration), advanced_parameters=_advanced(section))
+
+
+def _advanced(section: Any) -> Any:
+    """SmoothQuant only when the recipe asks (NNCF's transformer preset would apply it by default)."""
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
     alpha = section.recipes.smooth_quant_args.alpha if section.recipes.smooth_quant else -1.0
-    return nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(calibration), advanced_parameters=AdvancedQuantizationParameters(
-                             smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha)))
+    return AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))

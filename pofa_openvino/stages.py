@@ -192,15 +192,18 @@ def quantize(ctx: StageContext) -> StageOutput:
         for item in fp32_dir.iterdir():
             if not item.name.startswith("openvino_model."):
                 shutil.copy2(item, out / item.name)
-        calibration = calibration_batches(data, tokenizer, recipe.data.max_seq_length,
-                                          section.calibration_sampling_size)
+        # Only static INT8 and QAT calibrate activations; weight-only INT8 needs no data.
+        calibration = (calibration_batches(data, tokenizer, recipe.data.max_seq_length,
+                                           section.calibration_sampling_size)
+                       if section.approach in ("static", "qat") else [])
         if section.approach == "none":
             ov.save_model(ov.Core().read_model(fp32_dir / IR_FILE), out / IR_FILE)
         elif section.approach == "qat":
             _quantization_aware_training(ctx, tokenizer, calibration, out)
         else:
             calibration = [{name: value.numpy() for name, value in batch.items()} for batch in calibration]
-            log.info("INT8 (%s) with %d calibration samples", section.approach, len(calibration))
+            samples = f", {len(calibration)} calibration samples" if calibration else ""
+            log.info("INT8 (%s)%s", section.approach, samples)
             validation = (_validation(data, tokenizer, recipe.data.max_seq_length)
                           if section.accuracy_criterion else None)
             quantize_ir(fp32_dir, out / IR_FILE, section, calibration, validation)
