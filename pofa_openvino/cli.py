@@ -31,6 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue a run; unchanged finished stages are reused")
     run.add_argument("--force", action="store_true", help="replace the run's files in a non-empty directory")
 
+    bench = verbs.add_parser("bench", help="measure latency, throughput, memory and size of every variant")
+    bench.add_argument("target", help="a run directory, an OpenVINO IR directory or a Hugging Face checkpoint")
+    bench.add_argument("-o", "--output", help="where results go for an IR or checkpoint target "
+                                              "(default: runs/bench-<name>; a run keeps them in its report)")
+    bench.add_argument("--force", action="store_true", help="replace earlier benchmark files in --output")
+    bench.add_argument("--seq-len", dest="sequence_lengths", type=int, nargs="+", metavar="N",
+                       help="sequence lengths for latency (default: 32 128 384)")
+    bench.add_argument("--batch-size", type=int, help="batch size (default: 1)")
+    bench.add_argument("--duration", dest="duration_s", type=float, help="seconds per measurement (default: 10)")
+    bench.add_argument("--threads", type=int, help="CPU threads for every engine (default: all available cores)")
+
     validate = verbs.add_parser("validate", help="check recipes without running them")
     validate.add_argument("recipes", nargs="+", help="recipe YAML files")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -73,6 +84,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# The recipe's benchmark section, as options (checked by the same schema).
+BENCH_OPTIONS = {"sequence_lengths": "--seq-len", "batch_size": "--batch-size", "duration_s": "--duration",
+                 "threads": "--threads"}
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.table import Table
+
+    from .bench import bench_target, settings_from
+    from .errors import PofaError
+    from .recipe import BenchmarkSection
+
+    options = {key: getattr(args, key) for key in BENCH_OPTIONS}
+    try:
+        section = BenchmarkSection(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise PofaError(f"{BENCH_OPTIONS[problem['loc'][0]]}: {problem['msg']}") from None
+    report, out = bench_target(args.target, settings_from(section), args.output, args.force)
+    bench = report["benchmark"]
+    lengths = [str(n) for n in bench["settings"]["sequence_lengths"]]
+    table = Table(title=f"{bench['machine']['cpu']}, {bench['machine']['cores_used']} threads, "
+                        f"batch {bench['settings']['batch_size']}")
+    for column in ("variant", "precision", "MB", *(f"{n} tok ms" for n in lengths), "items/s", "vs torch",
+                   "vs INT8"):
+        table.add_column(column, justify="left" if column in ("variant", "precision") else "right")
+    at = bench["settings"]["throughput_sequence_length"]
+    for name, figures in bench["variants"].items():
+        speedups = [bench["ratios"].get(f"vs_{base}", {}).get(name, {}).get("latency_speedup", {}).get(str(at))
+                    for base in ("torch_fp32", "openvino_int8")]
+        table.add_row(figures["label"], figures["precision"], f"{figures['size_bytes'] / 1e6:.1f}",
+                      *(f"{figures['latency_ms'][n]['median_ms']:.2f}" if n in figures["latency_ms"] else "-"
+                        for n in lengths),
+                      f"{figures['throughput']['items_per_s']:.1f}",
+                      *(f"{s:.2f}x" if s is not None else "-" for s in speedups))
+    console = Console()
+    console.print(table)
+    console.print(f"speedups: median latency at {at} tokens. Full figures, ratios and charts: {out / 'report.md'}")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
@@ -82,7 +136,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "validate": _cmd_validate}
+COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "validate": _cmd_validate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,9 +45,10 @@ STAGES = (
     Stage("export", (), stages.export, lambda r: r.quantization is not None or r.export is not None),
     Stage("quantize", ("quantization", "export"), stages.quantize,
           lambda r: r.quantization is not None or r.export is not None),
+    Stage("benchmark", ("benchmark",), stages.benchmark, lambda r: r.benchmark is not None),
 )
 # Sections whose stages land with later releases; a recipe that asks for them is told so up front.
-NOT_YET = {"benchmark": "benchmark", "package": "package"}
+NOT_YET = {"package": "package"}
 
 
 @dataclass
@@ -93,6 +94,27 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
             ran.append(stage.name)
         report = _write_report(run_dir, manifest, spec)
     return RunResult(run_dir=run_dir, report=report, manifest=manifest, ran=ran, reused=reused)
+
+
+def benchmark_run(run_dir: Path, settings: Any) -> dict[str, Any]:
+    """The ``bench`` command on a finished run: measured like the recipe's benchmark stage and recorded
+    in the manifest as that stage (with no fingerprint, so a recipe's own benchmark stage reruns)."""
+    from .bench import benchmark_run_dir
+    from .rundir import read_json
+
+    manifest = read_json(run_dir / "manifest.json")
+    spec = load_recipe(run_dir / "recipe.yaml")
+    done = {name: entry["outputs"] for name, entry in manifest["stages"].items() if entry.get("status") == "done"}
+    if "load" not in done:
+        raise PofaError(f"{run_dir}: the run's load stage has not finished; nothing to benchmark yet")
+    checkpoint = run_dir / done["train"]["model_dir"] if "train" in done else Path(done["load"]["model_path"])
+    began, started = time.perf_counter(), _now()
+    result = benchmark_run_dir(run_dir, checkpoint, spec.task, settings)
+    manifest["stages"]["benchmark"] = {"status": "done", "fingerprint": "", "started": started, "finished": _now(),
+                                       "seconds": round(time.perf_counter() - began, 2), "outputs": {},
+                                       "report": {"benchmark": result}}
+    write_json(run_dir / "manifest.json", manifest)
+    return _write_report(run_dir, manifest, spec)
 
 
 def _refuse_unsupported(spec: Recipe) -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -225,7 +225,10 @@ class ExportSection(Section):
 
 
 class BenchmarkSection(Section):
-    sequence_lengths: list[int] = Field(default_factory=lambda: [32, 128, 384], min_length=1)
+    """Latency at batch ``batch_size`` for every sequence length, throughput, memory and size of every
+    variant the run produced; ``duration_s`` per variant and length; ``threads`` default to all cores."""
+
+    sequence_lengths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 128, 384], min_length=1)
     batch_size: int = Field(default=1, ge=1)
     duration_s: float = Field(default=10.0, gt=0.0)
     threads: int | None = Field(default=None, ge=1)

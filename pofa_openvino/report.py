@@ -44,6 +44,14 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("sparse weight decompression", f"rate {rate}, {runtime['sparse_layers_eligible']} layers "
                                                     f"eligible, {runtime['sparse_layers_active']} ran sparse kernels"))
         rows.append(("runtime note", runtime["note"]))
+    bench = report.get("benchmark")
+    if bench:
+        at = str(bench["settings"]["throughput_sequence_length"])
+        speedups = bench["ratios"].get("vs_torch_fp32", {})
+        rows.append((f"median latency, {at} tokens, batch {bench['settings']['batch_size']}", "; ".join(
+            f"{figures['label']} {figures['latency_ms'][at]['median_ms']:.2f} ms"
+            + (f" ({speedups[name]['latency_speedup'][at]:.2f}x)" if name in speedups else "")
+            for name, figures in bench["variants"].items() if at in figures["latency_ms"])))
     return rows
 
 
@@ -52,8 +60,11 @@ RUNNERS = {"torch_fp32": "torch FP32", "openvino_fp32": "OpenVINO FP32", "openvi
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Run report: {report['recipe']['name']}", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in summary_rows(report)]
+    title = f"Run report: {report['recipe']['name']}" if "recipe" in report else f"Benchmark: {report['target']}"
+    lines = [f"# {title}", ""]
+    rows = summary_rows(report)
+    if rows:
+        lines += ["| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
     timings = report.get("timings") or {}
     if timings:
         lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
@@ -67,7 +78,54 @@ def markdown(report: dict[str, Any]) -> str:
                   f"{100 * layer['zero_fraction']:.2f}% | {_yes(layer['prunable'])} | "
                   f"{_percent(layer.get('int8_zero_fraction'))} | {_yes(layer.get('eligible_for_sparse'))} |"
                   for layer in sparsity["layers"]]
+    if report.get("benchmark"):
+        lines += ["", *benchmark_markdown(report["benchmark"])]
     return "\n".join(lines) + "\n"
+
+
+def benchmark_markdown(bench: dict[str, Any]) -> list[str]:
+    """Figures per variant, then ratios against each baseline, then the charts."""
+    machine, settings, variants = bench["machine"], bench["settings"], bench["variants"]
+    lengths = [str(n) for n in settings["sequence_lengths"]]
+    flags = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in machine["flags"].items())
+    lines = ["## Benchmark", "",
+             f"{bench['date']} on {machine['cpu']} ({machine['cores_used']} threads of {machine['logical_cpus']}; "
+             f"{flags}); batch {settings['batch_size']}; per variant and length {settings['duration_s']} s of "
+             f"latency runs in {settings['rounds']} rounds interleaved with the other variants, after "
+             f"{settings['warmup']} warm-up runs; " + ", ".join(f"{k} {v}" for k, v in bench["versions"].items() if v),
+             "", "| variant | precision | size MB | load+compile s | memory MB (peak RSS added) | "
+             + " | ".join(f"{n} tokens ms (median / p90)" for n in lengths)
+             + f" | throughput/s at {settings['throughput_sequence_length']} tokens |",
+             "|---|---|---:|---:|---:|" + "---:|" * len(lengths) + "---:|"]
+    for figures in variants.values():
+        latency = [f"{figures['latency_ms'][n]['median_ms']:.2f} / {figures['latency_ms'][n]['p90_ms']:.2f}"
+                   if n in figures["latency_ms"] else "-" for n in lengths]
+        throughput = figures["throughput"]
+        how = throughput["mode"] + (f", {throughput['requests']} requests" if throughput["requests"] > 1 else "")
+        lines.append(f"| {figures['label']} | {figures['precision']} | {figures['size_bytes'] / 1e6:.1f} | "
+                     f"{figures['compile_s']:.2f} | {_number(figures['peak_rss_mb'], '.0f')} | {' | '.join(latency)} | "
+                     f"{throughput['items_per_s']:.1f} ({how}) |")
+    for baseline, table in bench["ratios"].items():
+        base = variants[baseline.removeprefix("vs_")]["label"]
+        lines += ["", f"Ratios against {base} (speedup = its median latency / the variant's; throughput, "
+                      "size and memory = the variant's / its):", "",
+                  "| variant | " + " | ".join(f"speedup at {n}" for n in lengths) + " | throughput | size | memory |",
+                  "|---|" + "---:|" * (len(lengths) + 3)]
+        for name, ratio in table.items():
+            speedups = [_number(ratio["latency_speedup"].get(n), ".2f", "x") for n in lengths]
+            lines.append(f"| {variants[name]['label']} | {' | '.join(speedups)} | {ratio['throughput']:.2f}x | "
+                         f"{ratio['size']:.3f}x | {_number(ratio.get('peak_rss'), '.2f', 'x')} |")
+    for figures in variants.values():
+        if "runtime" in figures:
+            runtime = figures["runtime"]
+            kernels = ", ".join(f"{k} x{n}" for k, n in runtime["kernel_types"].items())
+            lines += ["", f"{figures['label']}: FullyConnected kernels executed: {kernels}. {runtime['note']}"]
+    lines += [""] + [f"![{name}]({path})" for name, path in bench.get("charts", {}).items()]
+    return lines
+
+
+def _number(value: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
 def _yes(value: bool | None) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 from .errors import PofaError
 
 # Everything a run writes at its top level; --force removes these and nothing else.
-RUN_ENTRIES = ("recipe.yaml", "manifest.json", "report.json", "report.md", "train-state", "checkpoint", "openvino",
-               "package")
+RUN_ENTRIES = ("recipe.yaml", "manifest.json", "report.json", "report.md", "train-state", "checkpoint", "openvino-fp32",
+               "openvino", "benchmark", "package")
 MANIFEST_FORMAT = 1
 
 

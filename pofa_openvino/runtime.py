@@ -106,7 +106,7 @@ def explain(amx: bool, rate: float | None, eligible: int, active: int, cpu_name:
     if active:
         return f"sparse weight decompression active: {active} FullyConnected layers ran sparse INT8 kernels"
     if rate is None:
-        return "sparse weight decompression is off (no rate in the runtime config): every layer runs dense"
+        return "sparse weight decompression is off (no rate below 1.0 is set): every layer runs dense"
     if not amx:
         return (f"sparse weight decompression inactive: this CPU ({cpu_name}) has no AMX, so OpenVINO runs "
                 f"dense INT8 kernels; it needs a 4th-generation Xeon or newer")

@@ -235,6 +235,16 @@ def quantize(ctx: StageContext) -> StageOutput:
     return StageOutput(outputs={"ir_dir": "openvino", "sparse_rate": rate}, report=report)
 
 
+def benchmark(ctx: StageContext) -> StageOutput:
+    """Every variant the run produced (torch checkpoint, OpenVINO FP32, default precision, INT8 dense and
+    sparse), measured in this one process; figures, ratios and charts under ``benchmark/``."""
+    from .bench import benchmark_run_dir, settings_from
+
+    recipe = ctx.recipe
+    result = benchmark_run_dir(ctx.run_dir, Path(ctx.model_dir()), recipe.task, settings_from(recipe.benchmark))
+    return StageOutput(report={"benchmark": result})
+
+
 def _quantization_aware_training(ctx: StageContext, tokenizer: Any, calibration: list[dict[str, Any]],
                                  out: Path) -> None:
     """QAT: NNCF fake-quantizes a copy of the fine-tuned model, the recipe's ``training`` runs again on

@@ -12,13 +12,15 @@ QUICKSTART = Path(__file__).parents[1] / "recipes" / "quickstart.yaml"
 @pytest.mark.slow
 def test_quickstart_runs_offline_on_real_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = run(QUICKSTART, output_dir=tmp_path / "run", overrides=["training.max_steps=3"])
+    result = run(QUICKSTART, output_dir=tmp_path / "run", overrides=["training.max_steps=3",
+                                                                       "benchmark.duration_s=0.05"])
     assert result.report["model"]["architecture"] == "bert"
     assert result.report["model"]["parameters"] > 20_000_000  # the real 22.7M MiniLM, not a toy
     assert result.report["training"]["steps"] == 3
     assert (result.run_dir / "checkpoint" / "model.safetensors").is_file()
-    assert result.ran[-2:] == ["export", "quantize"]
+    assert result.ran[-3:] == ["export", "quantize", "benchmark"]
     assert (result.run_dir / "openvino" / "openvino_model.xml").is_file()
     assert (result.run_dir / "openvino" / "runtime_config.json").is_file()
     assert {"torch_fp32", "openvino_fp32", "openvino_int8"} <= set(result.report["accuracy"])
     assert result.report["quantization"]["zeros_revived"] == 0 and result.report["runtime"]["note"]
+    assert {"torch_fp32", "openvino_int8"} <= set(result.report["benchmark"]["variants"])

@@ -1,0 +1,486 @@
+"""Latency, throughput, memory, compile time and size of every variant of one model, measured in one
+process, one variant after the other with the same inputs and threads, so that the ratios between
+them mean something. Ratios are computed from the recorded figures, never typed in.
+
+Importing this module is light (stdlib and numpy): the peer benchmarks load it in a venv of their own.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+LABELS = {
+    "torch_fp32": "PyTorch FP32 (eager)",
+    "openvino_fp32": "OpenVINO FP32 (f32 hint)",
+    "openvino_default": "OpenVINO default precision",
+    "openvino_int8": "OpenVINO INT8 (dense)",
+    "openvino_int8_sparse": "OpenVINO INT8 + sparse decompression",
+}
+BASELINES = ("torch_fp32", "openvino_int8")
+VERSIONS = ("pofa-openvino", "openvino", "torch", "transformers", "nncf", "numpy")
+_FLAGS = {"amx": ("amx_tile", "amx_int8"), "amx_bf16": ("amx_bf16",), "avx512_vnni": ("avx512_vnni",),
+          "avx512_bf16": ("avx512_bf16",), "avx512f": ("avx512f",), "avx2": ("avx2",)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every variant is measured with. Each variant gets ``duration_s`` at every sequence length
+    (split over ``rounds`` interleaved with the other variants, after ``warmup`` untimed runs; at least
+    ``min_runs`` timed) and ``duration_s`` of throughput."""
+
+    sequence_lengths: tuple[int, ...] = (32, 128, 384)
+    batch_size: int = 1
+    duration_s: float = 10.0
+    threads: int | None = None
+    warmup: int = 3
+    min_runs: int = 10
+    rounds: int = 5
+
+    @property
+    def cores(self) -> int:
+        if self.threads:
+            return self.threads
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+    @property
+    def throughput_length(self) -> int:
+        """Throughput is measured once, at 128 tokens when asked for, else at the longest length."""
+        return 128 if 128 in self.sequence_lengths else max(self.sequence_lengths)
+
+
+@dataclass
+class Variant:
+    """One way to run the model: ``torch`` on a HF checkpoint, or ``openvino`` on an IR directory
+    compiled with ``properties`` on top of its runtime config."""
+
+    name: str
+    engine: str
+    path: Path
+    task: str = "text-classification"
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name, self.name)
+
+
+def settings_from(section: Any) -> Settings:
+    """Settings from a recipe's ``benchmark`` section (or the ``bench`` command's options)."""
+    return Settings(sequence_lengths=tuple(section.sequence_lengths), batch_size=section.batch_size,
+                    duration_s=section.duration_s, threads=section.threads)
+
+
+# --- the measurements -------------------------------------------------------------------------------
+
+def timed_runs(infer: Callable[[], Any], duration_s: float, min_runs: int) -> list[float]:
+    """Seconds of single synchronous runs, for ``duration_s`` and at least ``min_runs`` runs."""
+    times: list[float] = []
+    end = time.perf_counter() + duration_s
+    while len(times) < min_runs or time.perf_counter() < end:
+        began = time.perf_counter()
+        infer()
+        times.append(time.perf_counter() - began)
+    return times
+
+
+def latency_summary(times: list[float]) -> dict[str, Any]:
+    """Median, p90 and mean in milliseconds."""
+    ms = np.asarray(times) * 1e3
+    return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "mean_ms": float(ms.mean()),
+            "runs": len(times)}
+
+
+def sequential_throughput(infer: Callable[[], Any], duration_s: float, batch_size: int) -> dict[str, Any]:
+    """Back-to-back synchronous runs: what an engine without async requests delivers."""
+    infer()
+    count, began = 0, time.perf_counter()
+    while count == 0 or time.perf_counter() - began < duration_s:
+        infer()
+        count += 1
+    return {"items_per_s": count * batch_size / (time.perf_counter() - began), "requests": 1, "mode": "sequential"}
+
+
+class PeakMemory:
+    """Peak resident memory of this process inside the block (Linux: VmHWM, reset through clear_refs),
+    and how much that is above the resident memory at its start. None where the OS cannot tell."""
+
+    def __enter__(self) -> PeakMemory:
+        self.start_mb, self.peak_mb = _status_mb("VmRSS"), None
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self._resettable = True
+        except OSError:
+            self._resettable = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._resettable:
+            self.peak_mb = _status_mb("VmHWM")
+
+    @property
+    def added_mb(self) -> float | None:
+        return None if self.peak_mb is None or self.start_mb is None else self.peak_mb - self.start_mb
+
+
+def _status_mb(key: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def dummy_inputs(names: Iterable[str], batch_size: int, length: int, vocab_size: int, seed: int = 0
+                 ) -> dict[str, np.ndarray]:
+    """Random token ids with a full attention mask: timing does not depend on the words."""
+    ids = np.random.default_rng(seed).integers(min(1000, vocab_size // 2), vocab_size, (batch_size, length))
+    made = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones_like(ids, dtype=np.int64),
+            "token_type_ids": np.zeros_like(ids, dtype=np.int64)}
+    return {name: made[name] for name in names if name in made}
+
+
+# --- the engines ------------------------------------------------------------------------------------
+
+class _TorchEngine:
+    def __init__(self, variant: Variant, threads: int):
+        import inspect
+
+        import torch
+
+        from .modeling import load_model
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = load_model(str(variant.path), variant.task).eval()
+        accepted = inspect.signature(self.model.forward).parameters
+        self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
+        self.precision = "f32"
+
+    def runner(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        tensors = {name: self.torch.from_numpy(value) for name, value in inputs.items()}
+
+        def infer() -> Any:
+            with self.torch.inference_mode():
+                return self.model(**tensors)
+
+        return infer
+
+    def throughput(self, inputs: dict[str, np.ndarray], duration_s: float, batch_size: int) -> dict[str, Any]:
+        return sequential_throughput(self.runner(inputs), duration_s, batch_size)
+
+    def describe(self) -> dict[str, Any] | None:
+        return None
+
+
+class _OpenVINOEngine:
+    def __init__(self, variant: Variant, threads: int):
+        from .runtime import SparseModel
+
+        self.threads = threads
+        self.model = SparseModel(variant.path, {**variant.properties, "INFERENCE_NUM_THREADS": threads,
+                                                "PERFORMANCE_HINT": "LATENCY"})
+        self.input_names = self.model.input_names
+        self.precision = self.model.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.is_int8 = variant.name.startswith("openvino_int8")
+
+    def runner(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        request = self.model.request
+        return lambda: request.infer(inputs)
+
+    def throughput(self, inputs: dict[str, np.ndarray], duration_s: float, batch_size: int) -> dict[str, Any]:
+        """Async requests with the THROUGHPUT hint, as many as OpenVINO finds optimal."""
+        import openvino as ov
+
+        properties = {**self.model.properties, "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": self.threads}
+        compiled = self.model.core.compile_model(self.model.model, "CPU", properties)
+        requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        queue = ov.AsyncInferQueue(compiled, requests)
+        for _ in range(requests):
+            queue.start_async(inputs)
+        queue.wait_all()
+        count, began = 0, time.perf_counter()
+        while count < requests or time.perf_counter() - began < duration_s:
+            queue.start_async(inputs)  # blocks while every request is busy
+            count += 1
+        queue.wait_all()
+        return {"items_per_s": count * batch_size / (time.perf_counter() - began), "requests": requests,
+                "streams": int(compiled.get_property("NUM_STREAMS")), "mode": "async, THROUGHPUT hint"}
+
+    def describe(self) -> dict[str, Any] | None:
+        """Executed kernel types of the INT8 variants: the proof of dense or sparse INT8."""
+        return self.model.describe() if self.is_int8 else None
+
+
+ENGINES = {"torch": _TorchEngine, "openvino": _OpenVINOEngine}
+
+
+# --- all variants ----------------------------------------------------------------------------------
+
+def benchmark(variants: list[Variant], settings: Settings) -> dict[str, Any]:
+    """Load every variant (each in its own memory window), then time them in interleaved rounds so that
+    drift in the machine's load spreads over all of them, then throughput one after the other; then
+    the ratios against PyTorch FP32 and OpenVINO INT8 (dense)."""
+    from .errors import PofaError
+    from .progress import progress
+
+    if not variants:
+        raise PofaError("nothing to benchmark: the target has no PyTorch checkpoint and no OpenVINO IR")
+    _import_engines(variants)
+    config = _model_config(variants)
+    vocab, max_length = int(config.get("vocab_size", 30522)), int(config.get("max_position_embeddings", 512))
+    lengths = tuple(n for n in settings.sequence_lengths if n <= max_length)
+    if len(lengths) < len(settings.sequence_lengths):
+        log.warning("sequence lengths above the model's %d positions are skipped: %s", max_length,
+                    [n for n in settings.sequence_lengths if n > max_length])
+    if not lengths:
+        raise PofaError(f"every sequence length asked for exceeds the model's {max_length} positions")
+    settings = replace(settings, sequence_lengths=lengths)
+    results: dict[str, Any] = {}
+    engines: dict[str, Any] = {}
+    runners: dict[str, dict[int, Callable[[], Any]]] = {}
+    steps = len(variants) * (1 + settings.rounds + 1)
+    with progress("benchmark", steps, every=len(variants)) as bar:
+        for variant in variants:
+            engines[variant.name], runners[variant.name], results[variant.name] = _load(variant, settings, vocab)
+            bar.advance()
+        times: dict[str, dict[int, list[float]]] = {name: {n: [] for n in lengths} for name in engines}
+        for round_ in range(settings.rounds):
+            order = list(engines) if round_ % 2 == 0 else list(engines)[::-1]
+            for length in lengths:
+                for name in order:
+                    times[name][length] += timed_runs(runners[name][length], settings.duration_s / settings.rounds,
+                                                      max(1, settings.min_runs // settings.rounds))
+            bar.advance(len(engines))
+        for name, engine in engines.items():
+            figures = results[name]
+            figures["latency_ms"] = {str(n): latency_summary(times[name][n]) for n in lengths}
+            inputs = dummy_inputs(engine.input_names, settings.batch_size, settings.throughput_length, vocab)
+            figures["throughput"] = {**engine.throughput(inputs, settings.duration_s, settings.batch_size),
+                                     "sequence_length": settings.throughput_length}
+            runtime = engine.describe()
+            if runtime is not None:
+                figures["runtime"] = runtime
+            bar.advance()
+            log.info("%s: %s", figures["label"], _headline(figures))
+    del engines, runners
+    gc.collect()
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(settings.cores),
+            "versions": versions(), "settings": {**asdict(settings), "sequence_lengths": list(lengths),
+                                                 "throughput_sequence_length": settings.throughput_length,
+                                                 "threads": settings.cores},
+            "variants": results, "ratios": {f"vs_{base}": ratios(results, base) for base in BASELINES
+                                            if base in results}}
+
+
+def _load(variant: Variant, settings: Settings, vocab: int) -> tuple[Any, dict[int, Callable[[], Any]], dict[str, Any]]:
+    """Load and compile, then the warm-up runs at every length, inside one memory window: the variant's
+    peak memory is what the process holds above what it held before the variant loaded."""
+    with PeakMemory() as memory:
+        began = time.perf_counter()
+        engine = ENGINES[variant.engine](variant, settings.cores)
+        compile_s = time.perf_counter() - began
+        runners = {n: engine.runner(dummy_inputs(engine.input_names, settings.batch_size, n, vocab))
+                   for n in settings.sequence_lengths}
+        for runner in runners.values():
+            for _ in range(settings.warmup):
+                runner()
+    figures = {"label": variant.label, "engine": variant.engine, "path": str(variant.path),
+               "precision": engine.precision, "size_bytes": model_bytes(variant), "compile_s": compile_s,
+               "peak_rss_mb": memory.added_mb, "process_peak_rss_mb": memory.peak_mb}
+    return engine, runners, figures
+
+
+def ratios(results: dict[str, Any], baseline: str) -> dict[str, Any]:
+    """Per variant: latency speedup (baseline median / variant median, per length), throughput
+    (variant / baseline), size and peak memory (variant / baseline)."""
+    base = results[baseline]
+    out: dict[str, Any] = {}
+    for name, figures in results.items():
+        if name == baseline:
+            continue
+        out[name] = {"latency_speedup": {n: base["latency_ms"][n]["median_ms"] / lat["median_ms"]
+                                         for n, lat in figures["latency_ms"].items() if n in base["latency_ms"]},
+                     "throughput": figures["throughput"]["items_per_s"] / base["throughput"]["items_per_s"],
+                     "size": figures["size_bytes"] / base["size_bytes"]}
+        if figures["peak_rss_mb"] and base["peak_rss_mb"]:
+            out[name]["peak_rss"] = figures["peak_rss_mb"] / base["peak_rss_mb"]
+    return out
+
+
+def _headline(figures: dict[str, Any]) -> str:
+    shown = ", ".join(f"{n} tokens {lat['median_ms']:.2f} ms" for n, lat in figures["latency_ms"].items())
+    return f"{shown}; {figures['throughput']['items_per_s']:.1f}/s; {figures['size_bytes'] / 1e6:.1f} MB"
+
+
+def _import_engines(variants: list[Variant]) -> None:
+    """Load the engines' libraries before any memory window opens, so no variant is charged for them."""
+    import openvino  # noqa: F401
+
+    if any(v.engine == "torch" for v in variants):
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+
+
+def _model_config(variants: list[Variant]) -> dict[str, Any]:
+    for variant in variants:
+        config = variant.path / "config.json"
+        if config.is_file():
+            return json.loads(config.read_text())
+    return {}
+
+
+def model_bytes(variant: Variant) -> int:
+    """Bytes on disk of the weights and graph (not tokenizer or config files)."""
+    patterns = ("openvino_model.xml", "openvino_model.bin") if variant.engine == "openvino" else \
+        ("*.safetensors", "pytorch_model*.bin")
+    return sum(p.stat().st_size for pattern in patterns for p in variant.path.glob(pattern))
+
+
+def machine(cores: int) -> dict[str, Any]:
+    """CPU model, cores used and the instruction sets the INT8/BF16/sparse kernels depend on."""
+    from .runtime import cpu
+
+    flags: set[str] = set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        line = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
+        flags = set(line.partition(":")[2].split())
+    return {"cpu": cpu()["cpu"], "cores_used": cores, "logical_cpus": os.cpu_count(), "os": platform.platform(),
+            "flags": {name: set(needed) <= flags for name, needed in _FLAGS.items()}}
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in VERSIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+# --- what a target holds ----------------------------------------------------------------------------
+
+def task_of(checkpoint: Path) -> str:
+    config = checkpoint / "config.json"
+    architectures = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
+    return "question-answering" if any(a.endswith("ForQuestionAnswering") for a in architectures) \
+        else "text-classification"
+
+
+def ir_variants(ir_dir: Path, task: str) -> list[Variant]:
+    """An FP32 IR gives OpenVINO FP32 (f32 hint) and default precision (BF16 where the CPU has it); an
+    INT8 IR gives INT8 dense and, when its runtime config sets a sparse rate, INT8 with it."""
+    import openvino as ov
+
+    from .runtime import IR_FILE, SPARSE_RATE, int8_weights, read_runtime_config
+
+    if not int8_weights(ov.Core().read_model(ir_dir / IR_FILE)):
+        return [Variant("openvino_fp32", "openvino", ir_dir, task, {"INFERENCE_PRECISION_HINT": "f32"}),
+                Variant("openvino_default", "openvino", ir_dir, task)]
+    found = [Variant("openvino_int8", "openvino", ir_dir, task, {SPARSE_RATE: "1.0"})]
+    if float(read_runtime_config(ir_dir).get("CPU", {}).get(SPARSE_RATE, 1.0)) < 1.0:
+        found.append(Variant("openvino_int8_sparse", "openvino", ir_dir, task))
+    return found
+
+
+def run_variants(run_dir: Path, checkpoint: Path, task: str) -> list[Variant]:
+    """A run directory: its torch checkpoint, ``openvino-fp32/`` and the INT8 ``openvino/``."""
+    from .runtime import IR_FILE
+
+    found = [Variant("torch_fp32", "torch", checkpoint, task)] if (checkpoint / "config.json").is_file() else []
+    for sub in ("openvino-fp32", "openvino"):
+        if (run_dir / sub / IR_FILE).is_file():
+            found += [v for v in ir_variants(run_dir / sub, task) if v.name not in {f.name for f in found}]
+    return found
+
+
+def benchmark_run_dir(run_dir: Path, checkpoint: Path, task: str, settings: Settings) -> dict[str, Any]:
+    """A run directory's variants measured, with charts under ``run_dir/benchmark/``."""
+    return write_results(benchmark(run_variants(run_dir, checkpoint, task), settings), run_dir)
+
+
+def write_results(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Charts into ``out_dir/benchmark/``, linked from the result by paths relative to ``out_dir``;
+    variant paths inside ``out_dir`` are made relative too (reports carry no machine paths)."""
+    from .charts import write_charts
+
+    for figures in result["variants"].values():
+        path = Path(figures["path"])
+        if path.is_relative_to(out_dir):
+            figures["path"] = str(path.relative_to(out_dir))
+    result["charts"] = write_charts(result, out_dir, "benchmark")
+    return result
+
+
+def bench_target(target: str | Path, settings: Settings, output: str | Path | None = None,
+                 force: bool = False) -> tuple[dict[str, Any], Path]:
+    """Benchmark a run directory (the result joins its report), an OpenVINO IR directory or a HF
+    checkpoint (written to ``output``, default ``runs/bench-<name>``). Returns the report and its dir."""
+    from .errors import PofaError
+    from .runtime import IR_FILE
+
+    target = Path(target).resolve()
+    if (target / "manifest.json").is_file() and (target / "recipe.yaml").is_file():
+        from .pipeline import benchmark_run
+
+        return benchmark_run(target, settings), target
+    out = Path(output or Path("runs") / f"bench-{target.name}").resolve()
+    if (target / IR_FILE).is_file():
+        _claim_output(out, force)
+        variants = ir_variants(target, task_of(target))
+    elif (target / "config.json").is_file():
+        from .export import export_ir
+        from .rundir import staged_dir
+
+        _claim_output(out, force)
+        task = task_of(target)
+        with staged_dir(out / "openvino-fp32") as ir_dir:
+            export_ir(str(target), ir_dir, task)
+        variants = [Variant("torch_fp32", "torch", target, task), *ir_variants(out / "openvino-fp32", task)]
+    else:
+        raise PofaError(f"{target} is not a run directory (manifest.json), an OpenVINO IR directory "
+                        f"({IR_FILE}) or a Hugging Face checkpoint (config.json)")
+    from .report import markdown
+    from .rundir import write_json, write_text
+
+    report = {"target": str(target), "benchmark": write_results(benchmark(variants, settings), out)}
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", markdown(report))
+    return report, out
+
+
+BENCH_ENTRIES = ("report.json", "report.md", "benchmark", "openvino-fp32")
+
+
+def _claim_output(out: Path, force: bool) -> None:
+    """An empty or new directory; a non-empty one only with ``force``, which removes only our entries."""
+    import shutil
+
+    from .errors import PofaError
+
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise PofaError(f"{out} is not empty; choose another output directory (-o) or pass --force to "
+                            f"replace the benchmark's files in it ({', '.join(BENCH_ENTRIES)})")
+        for name in BENCH_ENTRIES:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
