@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.pofa-installed
 RUN_DIR ?= runs/quickstart
 
-.PHONY: setup demo test lint lock clean
+.PHONY: setup demo test lint lock clean peers bench-distilbert
 
 setup: $(STAMP)
 
@@ -24,10 +24,25 @@ test: setup
 lint: setup
 	$(BIN)/ruff check pofa_openvino tests
 
+# Peer engines for benchmarks/peers.py, in a throwaway venv: DeepSparse 1.8 pins an old onnx.
+PEERS := benchmarks/.venv-peers
+peers: $(PEERS)/.installed
+
+$(PEERS)/.installed: pyproject.toml
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --disable-pip-version-check -e . deepsparse==1.8.0 \
+		onnxruntime==1.32.0 openvino==2026.4.1 openvino-tokenizers==2026.4.1.0 numpy==1.26.4
+	touch $@
+
+# DistilBERT-base shape, 90% sparse: toolkit variants, then ONNX Runtime and DeepSparse (~20 min).
+bench-distilbert: setup peers
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[compress,demo,dev,peers]'
+	$(BIN)/python benchmarks/distilbert_base_sparse.py --peers-python $(PEERS)/bin/python
+
 # Re-resolve the pins after changing pyproject.toml (needs the package index).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet -e '.[compress,demo,dev]'
+	.lock-venv/bin/python -m pip install --quiet -e '.[compress,demo,dev,peers]'
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 	rm -rf .lock-venv
 

@@ -1,6 +1,6 @@
 """Latency, throughput, memory, compile time and size of every variant of one model, measured in one
-process, one variant after the other with the same inputs and threads, so that the ratios between
-them mean something. Ratios are computed from the recorded figures, never typed in.
+process with the same inputs and threads (latency in rounds interleaved across the variants), so that
+the ratios between them mean something. Ratios are computed from the recorded figures, never typed in.
 
 Importing this module is light (stdlib and numpy): the peer benchmarks load it in a venv of their own.
 """
@@ -159,14 +159,17 @@ def dummy_inputs(names: Iterable[str], batch_size: int, length: int, vocab_size:
 # --- the engines ------------------------------------------------------------------------------------
 
 class _TorchEngine:
-    def __init__(self, variant: Variant, threads: int):
+    files = ("*.safetensors", "pytorch_model*.bin")
+    modules = ("torch", "transformers")
+
+    def __init__(self, variant: Variant, settings: Settings):
         import inspect
 
         import torch
 
         from .modeling import load_model
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(settings.cores)
         self.torch = torch
         self.model = load_model(str(variant.path), variant.task).eval()
         accepted = inspect.signature(self.model.forward).parameters
@@ -190,11 +193,14 @@ class _TorchEngine:
 
 
 class _OpenVINOEngine:
-    def __init__(self, variant: Variant, threads: int):
+    files = ("openvino_model.xml", "openvino_model.bin")
+    modules = ("openvino",)
+
+    def __init__(self, variant: Variant, settings: Settings):
         from .runtime import SparseModel
 
-        self.threads = threads
-        self.model = SparseModel(variant.path, {**variant.properties, "INFERENCE_NUM_THREADS": threads,
+        self.threads = settings.cores
+        self.model = SparseModel(variant.path, {**variant.properties, "INFERENCE_NUM_THREADS": self.threads,
                                                 "PERFORMANCE_HINT": "LATENCY"})
         self.input_names = self.model.input_names
         self.precision = self.model.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
@@ -228,7 +234,10 @@ class _OpenVINOEngine:
         return self.model.describe() if self.is_int8 else None
 
 
-ENGINES = {"torch": _TorchEngine, "openvino": _OpenVINOEngine}
+# Engine classes by name: ``(variant, settings)`` loads; ``input_names``, ``precision``, ``files`` (globs of
+# what counts as model size), ``runner(inputs)``, ``throughput(inputs, seconds, batch)``, ``describe()``.
+# The peer benchmarks add ONNX Runtime and DeepSparse here.
+ENGINES: dict[str, Any] = {"torch": _TorchEngine, "openvino": _OpenVINOEngine}
 
 
 # --- all variants ----------------------------------------------------------------------------------
@@ -294,7 +303,7 @@ def _load(variant: Variant, settings: Settings, vocab: int) -> tuple[Any, dict[i
     peak memory is what the process holds above what it held before the variant loaded."""
     with PeakMemory() as memory:
         began = time.perf_counter()
-        engine = ENGINES[variant.engine](variant, settings.cores)
+        engine = ENGINES[variant.engine](variant, settings)
         compile_s = time.perf_counter() - began
         runners = {n: engine.runner(dummy_inputs(engine.input_names, settings.batch_size, n, vocab))
                    for n in settings.sequence_lengths}
@@ -331,11 +340,11 @@ def _headline(figures: dict[str, Any]) -> str:
 
 def _import_engines(variants: list[Variant]) -> None:
     """Load the engines' libraries before any memory window opens, so no variant is charged for them."""
-    import openvino  # noqa: F401
+    import importlib
 
-    if any(v.engine == "torch" for v in variants):
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
+    for engine in {v.engine for v in variants}:
+        for module in getattr(ENGINES[engine], "modules", ()):
+            importlib.import_module(module)
 
 
 def _model_config(variants: list[Variant]) -> dict[str, Any]:
@@ -348,9 +357,7 @@ def _model_config(variants: list[Variant]) -> dict[str, Any]:
 
 def model_bytes(variant: Variant) -> int:
     """Bytes on disk of the weights and graph (not tokenizer or config files)."""
-    patterns = ("openvino_model.xml", "openvino_model.bin") if variant.engine == "openvino" else \
-        ("*.safetensors", "pytorch_model*.bin")
-    return sum(p.stat().st_size for pattern in patterns for p in variant.path.glob(pattern))
+    return sum(p.stat().st_size for pattern in ENGINES[variant.engine].files for p in variant.path.glob(pattern))
 
 
 def machine(cores: int) -> dict[str, Any]:
