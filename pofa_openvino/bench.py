@@ -32,6 +32,7 @@ LABELS = {
     "openvino_int8_sparse": "OpenVINO INT8 + sparse decompression",
 }
 BASELINES = ("torch_fp32", "openvino_int8")
+BUSY = 0.1  # above this share of the CPU used by other processes, a benchmark is flagged unreliable
 VERSIONS = ("pofa-openvino", "openvino", "torch", "transformers", "nncf", "numpy")
 _FLAGS = {"amx": ("amx_tile", "amx_int8"), "amx_bf16": ("amx_bf16",), "avx512_vnni": ("avx512_vnni",),
           "avx512_bf16": ("avx512_bf16",), "avx512f": ("avx512f",), "avx2": ("avx2",)}
@@ -113,6 +114,34 @@ def sequential_throughput(infer: Callable[[], Any], duration_s: float, batch_siz
         infer()
         count += 1
     return {"items_per_s": count * batch_size / (time.perf_counter() - began), "requests": 1, "mode": "sequential"}
+
+
+class OtherLoad:
+    """The share of the machine's CPU time that other processes used while the block ran (Linux
+    ``/proc/stat`` minus this process's own CPU time); None where the OS cannot tell. A benchmark that
+    shared the CPU is not a measurement of the engines, and is flagged as such."""
+
+    def __enter__(self) -> OtherLoad:
+        self.share: float | None = None
+        self._start = _cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = _cpu_seconds()
+        if self._start is not None and end is not None and end[0] > self._start[0]:
+            total, busy, own = (b - a for a, b in zip(self._start, end, strict=True))
+            self.share = max(0.0, (busy - own) / total)
+
+
+def _cpu_seconds() -> tuple[float, float, float] | None:
+    """(all CPUs' time, their busy time, this process's CPU time), in seconds."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return sum(fields[:8]) / tick, (sum(fields[:8]) - fields[3] - fields[4]) / tick, own.user + own.system
 
 
 class PeakMemory:
@@ -265,7 +294,7 @@ def benchmark(variants: list[Variant], settings: Settings) -> dict[str, Any]:
     engines: dict[str, Any] = {}
     runners: dict[str, dict[int, Callable[[], Any]]] = {}
     steps = len(variants) * (1 + settings.rounds + 1)
-    with progress("benchmark", steps, every=len(variants)) as bar:
+    with progress("benchmark", steps, every=len(variants)) as bar, OtherLoad() as other:
         for variant in variants:
             engines[variant.name], runners[variant.name], results[variant.name] = _load(variant, settings, vocab)
             bar.advance()
@@ -290,7 +319,11 @@ def benchmark(variants: list[Variant], settings: Settings) -> dict[str, Any]:
             log.info("%s: %s", figures["label"], _headline(figures))
     del engines, runners
     gc.collect()
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(settings.cores),
+    if other.share is not None and other.share > BUSY:
+        log.warning("other processes used %.0f%% of the CPU while the benchmark ran: its figures and ratios are "
+                    "not reliable; rerun on an otherwise idle machine", 100 * other.share)
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {**machine(settings.cores), "other_processes_cpu_share": other.share},
             "versions": versions(), "settings": {**asdict(settings), "sequence_lengths": list(lengths),
                                                  "throughput_sequence_length": settings.throughput_length,
                                                  "threads": settings.cores},

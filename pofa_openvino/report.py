@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .bench import BUSY
+
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """The headline figures, shared by report.md and the CLI's closing table."""
@@ -92,7 +94,8 @@ def benchmark_markdown(bench: dict[str, Any]) -> list[str]:
              f"{bench['date']} on {machine['cpu']} ({machine['cores_used']} threads of {machine['logical_cpus']}; "
              f"{flags}); batch {settings['batch_size']}; per variant and length {settings['duration_s']} s of "
              f"latency runs in {settings['rounds']} rounds interleaved with the other variants, after "
-             f"{settings['warmup']} warm-up runs; " + ", ".join(f"{k} {v}" for k, v in bench["versions"].items() if v),
+             f"{settings['warmup']} warm-up runs; " + ", ".join(f"{k} {v}" for k, v in bench["versions"].items() if v)
+             + _other_load(machine.get("other_processes_cpu_share")),
              "", "| variant | precision | size MB | load+compile s | memory MB (peak RSS added) | "
              + " | ".join(f"{n} tokens ms (median / p90)" for n in lengths)
              + f" | throughput/s at {settings['throughput_sequence_length']} tokens |",
@@ -122,6 +125,13 @@ def benchmark_markdown(bench: dict[str, Any]) -> list[str]:
             lines += ["", f"{figures['label']}: FullyConnected kernels executed: {kernels}. {runtime['note']}"]
     lines += [""] + [f"![{name}]({path})" for name, path in bench.get("charts", {}).items()]
     return lines
+
+
+def _other_load(share: float | None) -> str:
+    if share is None:
+        return ""
+    verdict = "**not reliable: rerun on an idle machine**" if share > BUSY else "idle enough"
+    return f". Other processes used {100 * share:.0f}% of the CPU meanwhile: {verdict}"
 
 
 def _number(value: float | None, spec: str, suffix: str = "") -> str:

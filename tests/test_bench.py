@@ -53,6 +53,7 @@ def _check_figures(bench: dict, lengths: list[int]) -> None:
     assert bench["settings"]["sequence_lengths"] == lengths
     assert bench["settings"]["threads"] == bench["machine"]["cores_used"] == 1
     assert bench["machine"]["cpu"] and set(bench["machine"]["flags"]) >= {"amx", "avx512_vnni", "avx512_bf16"}
+    assert 0.0 <= bench["machine"]["other_processes_cpu_share"] <= 1.0  # what else used the CPU meanwhile
     assert bench["versions"]["openvino"] and bench["versions"]["pofa-openvino"]
     for name, figures in bench["variants"].items():
         assert figures["label"] == LABELS[name]
