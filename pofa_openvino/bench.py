@@ -406,9 +406,10 @@ def machine(cores: int) -> dict[str, Any]:
             "flags": {name: set(needed) <= flags for name, needed in _FLAGS.items()}}
 
 
-def versions() -> dict[str, str | None]:
+def versions(names: Iterable[str] = VERSIONS) -> dict[str, str | None]:
+    """Installed versions by distribution name (None when not installed)."""
     found: dict[str, str | None] = {}
-    for name in VERSIONS:
+    for name in names:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

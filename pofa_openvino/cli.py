@@ -42,6 +42,25 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", dest="duration_s", type=float, help="seconds per measurement (default: 10)")
     bench.add_argument("--threads", type=int, help="CPU threads for every engine (default: all available cores)")
 
+    package = verbs.add_parser("package", help="build a verified edge bundle from a finished run")
+    package.add_argument("run_dir", help="a run directory whose quantize stage finished")
+    package.add_argument("-o", "--output", help="bundle directory (default: RUN_DIR/package)")
+    package.add_argument("--target", choices=["xeon-amx", "xeon", "edge"], default="xeon-amx",
+                         help="xeon-amx keeps the sparse rate; xeon and edge run dense (default: xeon-amx)")
+    package.add_argument("--archive", action="store_true", help="also write BUNDLE.tar.gz beside it")
+    package.add_argument("--no-compress-embeddings", dest="compress_embeddings", action="store_false",
+                         help="keep float embedding tables as they are")
+    package.add_argument("--force", action="store_true", help="replace a non-empty --output directory")
+
+    predict = verbs.add_parser("predict", help="run a bundle on texts (needs only the base install)")
+    predict.add_argument("bundle", help="a bundle directory")
+    predict.add_argument("texts", nargs="+", help="texts to classify, or questions for a QA bundle")
+    predict.add_argument("--pair", dest="pairs", action="append", metavar="TEXT",
+                         help="the second text of each pair, or the context of each question (repeat per text)")
+
+    verify = verbs.add_parser("verify", help="check a bundle or its archive: files, manifest, self-test, runtime")
+    verify.add_argument("bundle", help="a bundle directory or .tar.gz")
+
     validate = verbs.add_parser("validate", help="check recipes without running them")
     validate.add_argument("recipes", nargs="+", help="recipe YAML files")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -81,6 +100,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.reused:
         console.print(f"reused unchanged stages: {', '.join(result.reused)}")
     console.print(f"run directory: {result.run_dir}  (report.md, report.json, manifest.json)")
+    bundle = result.report.get("package")
+    if bundle:
+        where = result.run_dir / bundle["dir"]
+        console.print(f"edge bundle (verified): {where}\n  run it anywhere with only `pip install pofa-openvino`: "
+                      f"pofa-openvino predict {where} \"some text\"   (check it: pofa-openvino verify {where})")
     return 0
 
 
@@ -127,6 +151,47 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_package(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .pipeline import package_run
+    from .recipe import PackageSection
+
+    section = PackageSection(target=args.target, archive=args.archive, compress_embeddings=args.compress_embeddings)
+    report = package_run(Path(args.run_dir).resolve(), section, args.output, args.force)["package"]
+    where = Path(args.output or Path(args.run_dir) / "package")
+    print(f"bundle: {where} ({report['bytes'] / 1e6:.1f} MB, {report['files']} files, verified)")
+    if report["archive_bytes"]:
+        print(f"archive: {where.with_name(report['archive'])} ({report['archive_bytes'] / 1e6:.1f} MB, "
+              f"{100 * report['ratio']:.1f}% of the dense FP32 checkpoint)")
+    print(f"run it: pofa-openvino predict {where} \"some text\"   (needs only: pip install pofa-openvino)")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .bundle import Bundle
+
+    if args.pairs is not None and len(args.pairs) != len(args.texts):
+        raise PofaError(f"--pair given {len(args.pairs)} times for {len(args.texts)} texts: give one per text")
+    for text, result in zip(args.texts, Bundle(args.bundle).predict(args.texts, args.pairs), strict=True):
+        print(json.dumps({"text": text, **result}))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .bundle import verify
+
+    result = verify(args.bundle)
+    runtime = result["runtime"]
+    selftest = result["selftest"]
+    print(f"{result['bundle']}: ok: {result['files']} files match the manifest; self-test {selftest['samples']} "
+          f"samples, max difference {selftest['max_abs_diff']:.2g}")
+    print(f"runtime: {runtime['cpu']}, AMX {'yes' if runtime['amx'] else 'no'}; {runtime['note']}")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
@@ -136,7 +201,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "validate": _cmd_validate}
+COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "package": _cmd_package, "predict": _cmd_predict,
+            "verify": _cmd_verify, "validate": _cmd_validate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

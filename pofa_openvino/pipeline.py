@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ import yaml
 
 from . import report as report_md
 from . import stages
+from .bench import versions
 from .errors import PofaError, RecipeError, StageError
 from .recipe import Recipe, load_recipe
-from .rundir import MANIFEST_FORMAT, claim, sha256_tree, write_json, write_text
+from .rundir import MANIFEST_FORMAT, claim, read_json, sha256_tree, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,8 @@ STAGES = (
     Stage("quantize", ("quantization", "export"), stages.quantize,
           lambda r: r.quantization is not None or r.export is not None),
     Stage("benchmark", ("benchmark",), stages.benchmark, lambda r: r.benchmark is not None),
+    Stage("package", ("package",), stages.package, lambda r: r.package is not None),
 )
-# Sections whose stages land with later releases; a recipe that asks for them is told so up front.
-NOT_YET = {"package": "package"}
 
 
 @dataclass
@@ -92,7 +91,7 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
         else:
             _run_stage(stage, ctx, manifest, fingerprint, run_dir)
             ran.append(stage.name)
-        report = _write_report(run_dir, manifest, spec)
+        report = ctx.report = _write_report(run_dir, manifest, spec)
     return RunResult(run_dir=run_dir, report=report, manifest=manifest, ran=ran, reused=reused)
 
 
@@ -100,30 +99,52 @@ def benchmark_run(run_dir: Path, settings: Any) -> dict[str, Any]:
     """The ``bench`` command on a finished run: measured like the recipe's benchmark stage and recorded
     in the manifest as that stage (with no fingerprint, so a recipe's own benchmark stage reruns)."""
     from .bench import benchmark_run_dir
-    from .rundir import read_json
 
+    manifest, spec, done = _finished_run(run_dir)
+    checkpoint = run_dir / done["train"]["model_dir"] if "train" in done else Path(done["load"]["model_path"])
+    began, started = time.perf_counter(), _now()
+    result = benchmark_run_dir(run_dir, checkpoint, spec.task, settings)
+    return _record(run_dir, manifest, spec, "benchmark", started, began, {"benchmark": result})
+
+
+def package_run(run_dir: Path, section: Any, output: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+    """The ``package`` command on a finished run: the bundle (default ``RUN_DIR/package``), recorded in
+    the manifest as the package stage."""
+    from .stages import StageContext, package_into
+
+    manifest, spec, done = _finished_run(run_dir)
+    out = Path(output).resolve() if output else run_dir / "package"
+    if output and out.exists() and any(out.iterdir()) and not force:
+        raise PofaError(f"{out} is not empty; choose another directory (-o) or pass --force to replace it")
+    ctx = StageContext(recipe=spec.model_copy(update={"package": section}), run_dir=run_dir, outputs=done,
+                       report=read_json(run_dir / "report.json"))
+    began, started = time.perf_counter(), _now()
+    return _record(run_dir, manifest, spec, "package", started, began, package_into(ctx, out).report)
+
+
+def _finished_run(run_dir: Path) -> tuple[dict[str, Any], Recipe, dict[str, Any]]:
+    """A run directory's manifest, recipe and the outputs of its finished stages."""
     manifest = read_json(run_dir / "manifest.json")
     spec = load_recipe(run_dir / "recipe.yaml")
     done = {name: entry["outputs"] for name, entry in manifest["stages"].items() if entry.get("status") == "done"}
     if "load" not in done:
-        raise PofaError(f"{run_dir}: the run's load stage has not finished; nothing to benchmark yet")
-    checkpoint = run_dir / done["train"]["model_dir"] if "train" in done else Path(done["load"]["model_path"])
-    began, started = time.perf_counter(), _now()
-    result = benchmark_run_dir(run_dir, checkpoint, spec.task, settings)
-    manifest["stages"]["benchmark"] = {"status": "done", "fingerprint": "", "started": started, "finished": _now(),
-                                       "seconds": round(time.perf_counter() - began, 2), "outputs": {},
-                                       "report": {"benchmark": result}}
+        raise PofaError(f"{run_dir}: the run's load stage has not finished; run the recipe first")
+    return manifest, spec, done
+
+
+def _record(run_dir: Path, manifest: dict[str, Any], spec: Recipe, stage: str, started: str, began: float,
+            report: dict[str, Any]) -> dict[str, Any]:
+    manifest["stages"][stage] = {"status": "done", "fingerprint": "", "started": started, "finished": _now(),
+                                 "seconds": round(time.perf_counter() - began, 2), "outputs": {}, "report": report}
     write_json(run_dir / "manifest.json", manifest)
     return _write_report(run_dir, manifest, spec)
 
 
 def _refuse_unsupported(spec: Recipe) -> None:
     """Settings this release cannot carry out are refused before anything runs."""
-    for section, stage in NOT_YET.items():
-        if getattr(spec, section) is not None:
-            raise RecipeError(f"the {stage} stage is not available in pofa-openvino "
-                              f"{_version('pofa-openvino')}; remove the section to run the other stages",
-                              source=spec.source, key=section)
+    if spec.package is not None and spec.quantization is None and spec.export is None:
+        raise RecipeError("the package bundles the OpenVINO IR: add a `quantization` (or `export`) section",
+                          source=spec.source, key="package")
     quantization = spec.quantization
     if quantization is not None and quantization.approach == "qat" and spec.training is None:
         raise RecipeError("qat fine-tunes the fake-quantized model with the `training` section: add one",
@@ -194,7 +215,7 @@ def _new_manifest(spec: Recipe, previous: dict[str, Any] | None) -> dict[str, An
     return {"format": MANIFEST_FORMAT, "recipe_name": spec.name, "recipe_source": spec.source,
             "recipe_sha256": spec.digest(), "created": (previous or {}).get("created", _now()), "updated": _now(),
             "seed": spec.training.seed if spec.training else None,
-            "versions": {name: _version(name) for name in LIBRARIES}, "inputs": {}, "stages": {}}
+            "versions": versions(LIBRARIES), "inputs": {}, "stages": {}}
 
 
 def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict[str, Any]:
@@ -210,13 +231,6 @@ def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict
     write_json(run_dir / "report.json", report)
     write_text(run_dir / "report.md", report_md.markdown(report))
     return report
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _now() -> str:

@@ -121,3 +121,24 @@ def _advanced(section: Any) -> Any:
 
     alpha = section.recipes.smooth_quant_args.alpha if section.recipes.smooth_quant else -1.0
     return AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+
+
+def compress_embeddings(ir_file: Path, out_file: Path) -> bool:
+    """INT8 (symmetric, per row) weight-only compression of every float embedding table (the Gather
+    weights; MatMuls are left as they are, so their zeros and INT8 kernels are untouched). Returns whether
+    anything was compressed: NNCF's static INT8 already quantizes the embeddings of most encoders."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(ir_file)
+    before = _float_constant_bytes(model)
+    nncf.set_log_level(logging.ERROR)  # its bit-width table is printed even when nothing is compressed
+    compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM,
+                                       ignored_scope=nncf.IgnoredScope(types=["MatMul"]))
+    ov.save_model(compressed, out_file, compress_to_fp16=False)
+    return _float_constant_bytes(compressed) < before
+
+
+def _float_constant_bytes(model: Any) -> int:
+    return sum(op.get_byte_size() for op in model.get_ordered_ops()
+               if op.get_type_name() == "Constant" and op.get_element_type().is_real())

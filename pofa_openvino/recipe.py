@@ -235,8 +235,13 @@ class BenchmarkSection(Section):
 
 
 class PackageSection(Section):
+    """The edge bundle: ``xeon-amx`` keeps the sparse rate, ``xeon`` and ``edge`` run dense; INT8
+    embeddings are kept only if the task metric drops by at most ``max_accuracy_drop``."""
+
     target: Literal["xeon-amx", "xeon", "edge"] = "xeon-amx"
     archive: bool = False
+    compress_embeddings: bool = True
+    max_accuracy_drop: float = Field(default=0.01, ge=0.0)
 
 
 class Recipe(Section):

@@ -29,6 +29,7 @@ class StageContext:
     run_dir: Path
     outputs: dict[str, dict[str, Any]]
     fingerprint: str = ""  # of the stage now running: what its own partial state must match to be resumed
+    report: dict[str, Any] = field(default_factory=dict)  # report.json as the finished stages left it
 
     @cached_property
     def data(self) -> Any:
@@ -243,6 +244,22 @@ def benchmark(ctx: StageContext) -> StageOutput:
     recipe = ctx.recipe
     result = benchmark_run_dir(ctx.run_dir, Path(ctx.model_dir()), recipe.task, settings_from(recipe.benchmark))
     return StageOutput(report={"benchmark": result})
+
+
+def package(ctx: StageContext) -> StageOutput:
+    """The edge bundle in ``package/`` (and ``package.tar.gz`` when asked), verified before it is kept."""
+    return package_into(ctx, ctx.run_dir / "package")
+
+
+def package_into(ctx: StageContext, out: Path) -> StageOutput:
+    from .bench import Variant, model_bytes
+    from .package import build_bundle
+
+    section, recipe = ctx.recipe.package, ctx.recipe
+    dense = model_bytes(Variant("torch_fp32", "torch", Path(ctx.model_dir())))
+    report = build_bundle(ctx.run_dir, out, recipe, ctx.data, ctx.report, section.target, section.compress_embeddings,
+                          section.max_accuracy_drop, dense, section.archive)
+    return StageOutput(outputs={"bundle": report["dir"]}, report={"package": report})
 
 
 def _quantization_aware_training(ctx: StageContext, tokenizer: Any, calibration: list[dict[str, Any]],

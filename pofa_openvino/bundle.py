@@ -1,0 +1,204 @@
+"""The edge bundle on the receiving side: open it, check it, run it. Imports only openvino,
+openvino-tokenizers and numpy (no torch, no transformers): the base install is enough.
+
+A bundle is a directory: ``model/`` (INT8 IR, config, HF tokenizer files), ``tokenizer/`` (the
+tokenizer as an OpenVINO model: raw strings in, token ids out), ``runtime_config.json``,
+``selftest.json``, ``README.md`` and ``manifest.json`` (what it is, what it needs, and the sha256 and
+size of every other file)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import PofaError
+
+FORMAT, FORMAT_VERSION = "pofa-openvino-bundle", 1
+MANIFEST = "manifest.json"
+TOKENIZER, DETOKENIZER = "tokenizer/openvino_tokenizer.xml", "tokenizer/openvino_detokenizer.xml"
+MANIFEST_KEYS = ("format", "format_version", "name", "task", "labels", "max_sequence_length", "text_inputs",
+                 "target", "source", "requires", "figures", "files")
+SELFTEST_TOLERANCE = 1e-2  # max |output difference| on the stored inputs (INT8 kernels differ across CPUs)
+
+
+class BundleError(PofaError):
+    """The bundle is incomplete, altered or not one this release can run; the message names what."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest, checked for format, version and keys."""
+    path = root / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{root} is not a bundle: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{path}: format_version {manifest.get('format_version')!r}; this release reads "
+                          f"version {FORMAT_VERSION}: use the pofa-openvino version in its `requires`")
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise BundleError(f"{path}: missing keys {', '.join(missing)}")
+    return manifest
+
+
+def check_files(root: Path, manifest: dict[str, Any]) -> None:
+    """Every listed file present with its size and sha256, and no file that is not listed."""
+    listed = manifest["files"]
+    for name, expected in listed.items():
+        path = root / name
+        if not path.is_file():
+            raise BundleError(f"{name}: missing from the bundle")
+        if path.stat().st_size != expected["bytes"]:
+            raise BundleError(f"{name}: {path.stat().st_size} bytes, the manifest says {expected['bytes']} "
+                              "(truncated or altered)")
+        if sha256(path) != expected["sha256"]:
+            raise BundleError(f"{name}: sha256 differs from the manifest (altered, or the manifest belongs "
+                              "to another bundle)")
+    extra = sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                   if p.is_file() and p.name != MANIFEST and str(p.relative_to(root)) not in listed)
+    if extra:
+        raise BundleError(f"files not in the manifest: {', '.join(extra)} (the manifest belongs to another "
+                          "bundle, or files were added)")
+
+
+class Bundle:
+    """A bundle compiled for the CPU with its runtime config; :meth:`predict` takes raw strings."""
+
+    def __init__(self, path: str | Path, check: bool = True):
+        import openvino as ov
+        import openvino_tokenizers  # noqa: F401  (registers the tokenizer operations with OpenVINO)
+
+        from .runtime import SparseModel
+
+        self.root = Path(path)
+        self.manifest = read_manifest(self.root)
+        if check:
+            check_files(self.root, self.manifest)
+        config = json.loads((self.root / "runtime_config.json").read_text()).get("CPU", {})
+        self.model = SparseModel(self.root / "model", config)
+        core = ov.Core()
+        self.tokenizer = core.compile_model(self.root / TOKENIZER, "CPU")
+        self.detokenizer = (core.compile_model(self.root / DETOKENIZER, "CPU")
+                            if (self.root / DETOKENIZER).is_file() else None)
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    def outputs(self, texts: list[str], pairs: list[str] | None = None) -> tuple[dict[str, np.ndarray], Any]:
+        """Model outputs by name for a batch of strings (and their second strings), and the token ids."""
+        inputs = self.text_inputs(len(texts), pairs is not None)
+        strings = {0: np.array(texts)} if inputs == 1 else {0: np.array(texts), 1: np.array(pairs)}
+        tokens = {out.get_any_name(): value for out, value in self.tokenizer(strings).items()}
+        return self.model.infer(tokens), tokens["input_ids"]
+
+    def text_inputs(self, count: int, paired: bool) -> int:
+        expected = self.manifest["text_inputs"]
+        if paired != (expected == 2):
+            what = "a question and a context" if self.task == "question-answering" else "text pairs"
+            raise BundleError(f"this bundle takes {what if expected == 2 else 'single texts'}; got "
+                              f"{'pairs' if paired else 'single texts'}")
+        if count == 0:
+            raise BundleError("no text to predict")
+        return expected
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, Any]]:
+        """Classification: label, score and every label's probability. QA (texts are questions, pairs
+        the contexts): the answer span's text, as the tokenizer normalises it, and its score."""
+        outputs, ids = self.outputs(texts, pairs)
+        if self.task == "question-answering":
+            return [self._answer(ids[i], outputs["start_logits"][i], outputs["end_logits"][i])
+                    for i in range(len(texts))]
+        labels = self.manifest["labels"]
+        probabilities = _softmax(outputs["logits"])
+        return [{"label": labels[int(p.argmax())], "score": float(p.max()),
+                 "scores": {label: float(v) for label, v in zip(labels, p, strict=True)}} for p in probabilities]
+
+    def _answer(self, ids: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict[str, Any]:
+        """The best span between the first and second [SEP] (the context), at most ``max_answer_length``
+        tokens long."""
+        sep = np.flatnonzero(ids == self.manifest["sep_token_id"])
+        context = np.arange(sep[0] + 1, sep[1]) if len(sep) > 1 else np.arange(0)
+        if not len(context):
+            return {"answer": "", "score": float("-inf"), "tokens": None}
+        scores = start[context][:, None] + end[context][None, :]
+        offsets = context[None, :] - context[:, None]
+        scores[(offsets < 0) | (offsets >= self.manifest.get("max_answer_length", 30))] = -np.inf
+        first, last = np.unravel_index(int(scores.argmax()), scores.shape)
+        span = ids[None, context[first]:context[last] + 1]
+        text = next(iter(self.detokenizer({0: span}).values()))[0]
+        return {"answer": str(text), "score": float(scores[first, last]),
+                "tokens": [int(context[first]), int(context[last])]}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def run_selftest(bundle: Bundle) -> dict[str, Any]:
+    """The stored inputs through the bundle; outputs must match the stored ones within the tolerance."""
+    selftest = json.loads((bundle.root / "selftest.json").read_text())
+    outputs, _ = bundle.outputs(selftest["texts"], selftest.get("pairs"))
+    worst = max(float(np.abs(outputs[name] - np.asarray(expected)).max())
+                for name, expected in selftest["outputs"].items())
+    if worst > selftest["tolerance"]:
+        raise BundleError(f"self-test failed: outputs differ from the stored ones by up to {worst:.3g} "
+                          f"(tolerance {selftest['tolerance']})")
+    return {"samples": len(selftest["texts"]), "max_abs_diff": worst, "tolerance": selftest["tolerance"]}
+
+
+def verify(path: str | Path) -> dict[str, Any]:
+    """Checksums, manifest, load, self-test, and what the CPU ran; raises :class:`BundleError` naming
+    the first problem. An archive is unpacked (safely) into a temporary directory first."""
+    root = Path(path)
+    if root.is_file():
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="pofa-verify-") as unpacked:
+            return {**verify(extract(root, unpacked)), "bundle": str(root)}
+    if not root.is_dir():
+        raise BundleError(f"{root}: no such bundle directory or archive")
+    bundle = Bundle(root)
+    selftest = run_selftest(bundle)
+    return {"bundle": str(root), "name": bundle.manifest["name"], "files": len(bundle.manifest["files"]),
+            "selftest": selftest, "runtime": bundle.model.describe()}
+
+
+def extract(archive: str | Path, dest: str | Path) -> Path:
+    """Unpack a bundle archive into ``dest`` (new or empty). Members with absolute paths, ``..``,
+    links or anything but plain files and directories are refused before anything is written."""
+    archive, dest = Path(archive), Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise BundleError(f"{dest} is not empty; choose an empty directory to unpack into")
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                parts = Path(member.name).parts
+                if member.name.startswith(("/", "\\")) or Path(member.name).is_absolute() or ".." in parts:
+                    raise BundleError(f"{archive}: member {member.name!r} would be written outside {dest}; refused")
+                if not (member.isfile() or member.isdir()):
+                    raise BundleError(f"{archive}: member {member.name!r} is a link or special file; refused")
+            dest.mkdir(parents=True, exist_ok=True)
+            tar.extractall(dest, members=members, filter="data")
+    except tarfile.TarError as exc:
+        raise BundleError(f"{archive}: not a readable archive ({exc})") from None
+    return dest

@@ -1,0 +1,209 @@
+"""Build the edge bundle from a finished run: the INT8 IR, its tokenizer as an OpenVINO model, the
+runtime config for the target, a self-test, a README and a manifest with a checksum per file. The
+bundle is verified with :mod:`pofa_openvino.bundle` (what the receiving side runs) before it is kept."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from .bench import versions as bench_versions
+from .bundle import DETOKENIZER, FORMAT, FORMAT_VERSION, MANIFEST, SELFTEST_TOLERANCE, TOKENIZER, Bundle, sha256
+from .errors import StageError
+from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
+
+log = logging.getLogger(__name__)
+
+SELFTEST_SAMPLES = 4
+RUNTIME_REQUIREMENTS = ("pofa-openvino", "openvino", "openvino-tokenizers", "numpy")
+# What each target's runtime config asks of the CPU plugin (benchmark_app -load_config shape).
+TARGET_HINTS = {"xeon-amx": {"PERFORMANCE_HINT": "THROUGHPUT"}, "xeon": {"PERFORMANCE_HINT": "THROUGHPUT"},
+                "edge": {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}}
+
+
+def build_bundle(run_dir: Path, out: Path, recipe: Any, data: Any, run_report: dict[str, Any], target: str,
+                 compress_embeddings: bool, max_accuracy_drop: float, dense_fp32_bytes: int,
+                 archive: bool) -> dict[str, Any]:
+    """Write the bundle into ``out`` (replaced only when complete and verified); return ``package``."""
+    from .bundle import verify
+    from .rundir import staged_dir
+
+    ir_dir = run_dir / "openvino"
+    if not (ir_dir / IR_FILE).is_file():
+        raise StageError(f"{run_dir} has no openvino/ IR: packaging needs the quantize stage (add a "
+                         "`quantization` or `export` section)")
+    with staged_dir(out) as tmp:
+        embeddings = _model(ir_dir, tmp / "model", compress_embeddings)
+        tokenizer = _tokenizer(ir_dir, tmp / "tokenizer", recipe, data)
+        config = {"CPU": {**TARGET_HINTS[target], **_sparse_rate(ir_dir, target)}}
+        (tmp / RUNTIME_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        manifest = _manifest(recipe, run_report, target, data, tokenizer)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # provisional: the self-test reads it
+        if embeddings["compressed"]:
+            embeddings.update(_accuracy_change(ir_dir, tmp / "model", recipe, data, max_accuracy_drop))
+        _selftest(tmp, data)
+        (tmp / "README.md").write_text(_readme(manifest, target))
+        manifest["files"] = {str(p.relative_to(tmp)): {"sha256": sha256(p), "bytes": p.stat().st_size}
+                             for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != MANIFEST}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _no_machine_paths(tmp, run_dir)
+        verified = verify(tmp)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    report = {"dir": out.name if out.parent == run_dir else str(out), "target": target, "files": verified["files"],
+              "bytes": size, "dense_fp32_bytes": dense_fp32_bytes, "embeddings": embeddings,
+              "selftest": verified["selftest"], "archive_bytes": None}
+    if archive:
+        report["archive"] = str(write_archive(out).name)
+        report["archive_bytes"] = (out.parent / report["archive"]).stat().st_size
+    report["ratio"] = (report["archive_bytes"] or size) / dense_fp32_bytes if dense_fp32_bytes else None
+    archived = f", archive {report['archive_bytes'] / 1e6:.1f} MB" if archive else ""
+    log.info("bundle %s: %.1f MB%s, %.1f%% of the dense FP32 checkpoint; verified (%d files, self-test max "
+             "difference %.2g)", out, size / 1e6, archived, 100 * (report["ratio"] or 0), verified["files"],
+             verified["selftest"]["max_abs_diff"])
+    return report
+
+
+def _model(ir_dir: Path, out: Path, compress: bool) -> dict[str, Any]:
+    """The INT8 IR (embeddings compressed when asked), config.json and the HF tokenizer files."""
+    from .quantize import compress_embeddings
+
+    out.mkdir()
+    before = (ir_dir / "openvino_model.bin").stat().st_size
+    compressed = compress and compress_embeddings(ir_dir / IR_FILE, out / IR_FILE)
+    if not compressed:
+        for name in ("openvino_model.xml", "openvino_model.bin"):
+            shutil.copy2(ir_dir / name, out / name)
+    for item in ir_dir.iterdir():
+        if item.is_file() and not item.name.startswith("openvino_model.") and item.name != RUNTIME_CONFIG:
+            shutil.copy2(item, out / item.name)
+    config = json.loads((out / "config.json").read_text())
+    config.pop("_name_or_path", None)  # the build machine's path
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return {"requested": compress, "compressed": bool(compressed), "bin_bytes_before": before,
+            "bin_bytes_after": (out / "openvino_model.bin").stat().st_size}
+
+
+def _tokenizer(ir_dir: Path, out: Path, recipe: Any, data: Any) -> dict[str, Any]:
+    """The HF tokenizer converted by openvino-tokenizers: one string input per text column (two for
+    pairs and QA), truncation at the recipe's max_seq_length; for QA also the detokenizer."""
+    import openvino as ov
+    from openvino_tokenizers import convert_tokenizer
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(ir_dir)
+    inputs = 2 if recipe.task == "question-answering" or len(recipe.data.text_columns or [None]) == 2 else 1
+    converted = convert_tokenizer(hf, number_of_inputs=inputs, max_length=recipe.data.max_seq_length,
+                                  truncation=True, with_detokenizer=recipe.task == "question-answering")
+    out.mkdir()
+    models = converted if isinstance(converted, tuple) else (converted,)
+    for model, name in zip(models, (TOKENIZER, DETOKENIZER), strict=False):
+        ov.save_model(model, out.parent / name)
+    return {"text_inputs": inputs, "sep_token_id": hf.sep_token_id}
+
+
+def _sparse_rate(ir_dir: Path, target: str) -> dict[str, str]:
+    """``xeon-amx`` keeps the run's sparse rate; the other targets leave sparse decompression off."""
+    rate = read_runtime_config(ir_dir).get("CPU", {}).get(SPARSE_RATE)
+    return {SPARSE_RATE: rate} if target == "xeon-amx" and rate is not None and float(rate) < 1.0 else {}
+
+
+def _manifest(recipe: Any, report: dict[str, Any], target: str, data: Any, tokenizer: dict[str, Any]) -> dict:
+    versions = bench_versions(RUNTIME_REQUIREMENTS)
+    accuracy = report.get("accuracy", {})
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "name": recipe.name, "task": recipe.task,
+            "labels": data.labels, "max_sequence_length": recipe.data.max_seq_length,
+            "max_answer_length": recipe.data.max_answer_length, **tokenizer, "target": target,
+            "source": {"recipe": recipe.name, "recipe_sha256": report["recipe"]["sha256"]},
+            "requires": {name: f"=={version}" for name, version in versions.items()},
+            "figures": {"sparsity": report.get("sparsity", {}).get("overall"),
+                        "sparse_rate": report.get("runtime", {}).get("sparse_rate"),
+                        "accuracy": {k: accuracy[k] for k in ("torch_fp32", "openvino_int8") if k in accuracy},
+                        "metric": accuracy.get("metric")},
+            "files": {}}
+
+
+def _selftest(root: Path, data: Any) -> None:
+    """The first evaluation examples and the bundle's own outputs for them."""
+    examples = next(iter(data.eval.values()))[:SELFTEST_SAMPLES]
+    if hasattr(examples[0], "question"):
+        texts, pairs = [e.question for e in examples], [e.context for e in examples]
+    else:
+        texts = [e.texts[0] for e in examples]
+        pairs = [e.texts[1] for e in examples] if len(examples[0].texts) > 1 else None
+    outputs, _ = Bundle(root, check=False).outputs(texts, pairs)
+    selftest = {"texts": texts, "pairs": pairs, "tolerance": SELFTEST_TOLERANCE,
+                "outputs": {name: value.tolist() for name, value in outputs.items()}}
+    (root / "selftest.json").write_text(json.dumps(selftest, indent=2) + "\n")
+
+
+def _accuracy_change(ir_dir: Path, model_dir: Path, recipe: Any, data: Any, max_drop: float) -> dict[str, Any]:
+    """The task metric with and without the compressed embeddings; refused beyond ``max_drop``."""
+    from .evaluate import openvino_predictor, score
+    from .modeling import load_tokenizer
+    from .runtime import SparseModel
+
+    tokenizer, split = load_tokenizer(str(ir_dir)), next(iter(data.eval))
+    scores = [score(openvino_predictor(SparseModel(d)), tokenizer, data, split, 64, recipe.data.max_seq_length)
+              [data.metric] for d in (ir_dir, model_dir)]
+    change = scores[1] - scores[0]
+    if change < -max_drop:
+        raise StageError(f"INT8 embeddings cost {-change:.4f} {data.metric} (from {scores[0]:.4f}), more than "
+                         f"package.max_accuracy_drop {max_drop}; set package.compress_embeddings: false")
+    log.info("INT8 embeddings: %s %.4f -> %.4f", data.metric, scores[0], scores[1])
+    return {data.metric: scores[1], "change": change}
+
+
+def _no_machine_paths(root: Path, run_dir: Path) -> None:
+    """No text file of the bundle may carry this machine's paths (run directory, home, working dir)."""
+    needles = {str(run_dir.resolve()), str(Path.home()), os.getcwd()} - {"/"}
+    for path in root.rglob("*"):
+        if path.suffix in (".json", ".md", ".txt") or path.name.endswith(".xml"):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            found = [needle for needle in needles if needle in text]
+            if found:
+                raise StageError(f"{path.relative_to(root)} contains the build machine's path {found[0]}")
+
+
+def write_archive(bundle_dir: Path) -> Path:
+    """``<bundle>.tar.gz`` beside the directory, members relative to it (written whole, then renamed)."""
+    target = bundle_dir.with_name(bundle_dir.name + ".tar.gz")
+    partial = target.with_name(f".{target.name}.partial")
+    with tarfile.open(partial, "w:gz", compresslevel=9) as tar:
+        for path in sorted(bundle_dir.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=str(path.relative_to(bundle_dir)), recursive=False)
+    os.replace(partial, target)
+    return target
+
+
+def _readme(manifest: dict[str, Any], target: str) -> str:
+    pair = manifest["text_inputs"] == 2
+    example = ('"Who wrote it?" --pair "It was written by Ann."' if manifest["task"] == "question-answering"
+               else '"first text" --pair "second text"' if pair else '"a sentence to classify"')
+    return f"""# {manifest['name']}: OpenVINO bundle ({manifest['task']}, target {target})
+
+Runs with OpenVINO alone: `pip install pofa-openvino=={manifest['requires']['pofa-openvino'].lstrip('=')}` (brings
+openvino, openvino-tokenizers and numpy; no torch). Exact runtime versions are in `manifest.json`
+(`requires`).
+
+    pofa-openvino verify .                  # checksums, self-test, and what this CPU runs
+    pofa-openvino predict . {example}
+
+In Python: `from pofa_openvino.bundle import Bundle; Bundle(".").predict([...])`.
+
+- `model/`: the INT8 OpenVINO IR with `config.json` and the Hugging Face tokenizer files (loadable by
+  `optimum.intel.OVModelFor*` with `ov_config` from `runtime_config.json`).
+- `tokenizer/`: the tokenizer as an OpenVINO model (strings in, token ids out; needs openvino-tokenizers).
+- `runtime_config.json`: CPU properties (`benchmark_app -load_config runtime_config.json`).
+- `selftest.json`: stored inputs and outputs that `verify` checks.
+- `manifest.json`: name, task, labels, source recipe, library versions, figures from the run, and the
+  sha256 and size of every file.
+
+Sparse weight decompression (`{SPARSE_RATE}` in the runtime config) runs only on CPUs with AMX
+(4th-generation Xeon and newer); `verify` reports whether this CPU executed sparse kernels.
+"""
