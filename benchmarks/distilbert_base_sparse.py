@@ -119,6 +119,9 @@ def main() -> None:
              "openvino_int8_bytes": toolkit["variants"]["openvino_int8"]["size_bytes"],
              "onnx_fp32_bytes": peers["variants"]["onnxruntime_fp32"]["size_bytes"]}
     sizes["int8_vs_dense_fp32"] = sizes["openvino_int8_bytes"] / sizes["dense_fp32_checkpoint_bytes"]
+    bundle = result.report["package"]
+    sizes.update(bundle_bytes=bundle["bytes"], bundle_archive_bytes=bundle["archive_bytes"],
+                 archive_vs_dense_fp32=bundle["ratio"])
     model = {"shape": "distilbert-base (generated)", "parameters": result.report["model"]["parameters"],
              "sparsity": result.report["sparsity"]["overall"]}
     (RESULTS / "distilbert_base_sparse.json").write_text(json.dumps(
@@ -126,7 +129,9 @@ def main() -> None:
     lines = [f"# DistilBERT-base shape, {SPARSITY:.0%} unstructured sparse ({toolkit['date'][:10]})", "",
              f"{model['parameters'] / 1e6:.1f}M parameters, measured encoder sparsity {model['sparsity']:.2%}. "
              f"Dense FP32 checkpoint {sizes['dense_fp32_checkpoint_bytes'] / 1e6:.1f} MB, OpenVINO INT8 IR "
-             f"{sizes['openvino_int8_bytes'] / 1e6:.1f} MB ({sizes['int8_vs_dense_fp32']:.1%} of it).", "",
+             f"{sizes['openvino_int8_bytes'] / 1e6:.1f} MB ({sizes['int8_vs_dense_fp32']:.1%} of it); the verified "
+             f"edge bundle {sizes['bundle_bytes'] / 1e6:.1f} MB, as .tar.gz {sizes['bundle_archive_bytes'] / 1e6:.1f} MB "
+             f"({sizes['archive_vs_dense_fp32']:.1%} of the dense FP32 checkpoint).", "",
              *headline(toolkit, peers), "",
              "## Toolkit run (`benchmark` stage)", "", *benchmark_markdown(toolkit)[2:], "",
              "## Peers run (`benchmarks/peers.py`)", "", *benchmark_markdown(peers)[2:]]

@@ -59,23 +59,26 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 
 def check_files(root: Path, manifest: dict[str, Any]) -> None:
-    """Every listed file present with its size and sha256, and no file that is not listed."""
-    listed = manifest["files"]
+    """Every listed file present with its size and sha256, and no file that is not listed. One
+    problem is named as it is; several at once mean the manifest is another bundle's."""
+    listed, problems = manifest["files"], []
     for name, expected in listed.items():
         path = root / name
         if not path.is_file():
-            raise BundleError(f"{name}: missing from the bundle")
-        if path.stat().st_size != expected["bytes"]:
-            raise BundleError(f"{name}: {path.stat().st_size} bytes, the manifest says {expected['bytes']} "
-                              "(truncated or altered)")
-        if sha256(path) != expected["sha256"]:
-            raise BundleError(f"{name}: sha256 differs from the manifest (altered, or the manifest belongs "
-                              "to another bundle)")
-    extra = sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                   if p.is_file() and p.name != MANIFEST and str(p.relative_to(root)) not in listed)
-    if extra:
-        raise BundleError(f"files not in the manifest: {', '.join(extra)} (the manifest belongs to another "
-                          "bundle, or files were added)")
+            problems.append(f"{name}: missing from the bundle")
+        elif path.stat().st_size != expected["bytes"]:
+            problems.append(f"{name}: {path.stat().st_size} bytes, the manifest says {expected['bytes']} "
+                            "(truncated or altered)")
+        elif sha256(path) != expected["sha256"]:
+            problems.append(f"{name}: sha256 differs from the manifest (altered)")
+    problems += [f"{name}: not in the manifest (added)" for name in sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MANIFEST) if name not in listed]
+    if len(problems) == 1:
+        raise BundleError(problems[0])
+    if problems:
+        raise BundleError(f"the manifest does not describe this bundle ({manifest['name']}, target "
+                          f"{manifest['target']}): {len(problems)} files differ; it belongs to another bundle, or "
+                          "the bundle was altered: " + "; ".join(problems))
 
 
 class Bundle:

@@ -1,0 +1,186 @@
+"""The edge bundle: built from a run, verified, run with the base install alone (no torch) with the
+same predictions as the toolkit, and refused, naming the problem, when altered or unsafe."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import sparsify, tiny_recipe
+
+from pofa_openvino import run
+from pofa_openvino.bundle import Bundle, BundleError, extract, verify
+from pofa_openvino.cli import main
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["the plot was gripping .", "not good at all", "a dull , slow film", "the acting was wonderful"]
+
+
+@pytest.fixture(scope="module")
+def packaged(tiny_bert, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("package")
+    recipe = tiny_recipe(sparsify(tiny_bert, tmp / "sparse", fraction=0.9), pruning={"pruning_type": "pattern_lock"},
+                         quantization={"approach": "static", "calibration_sampling_size": 16},
+                         export={"sparse_weights_decompression_rate": 0.8}, package={"archive": True})
+    return run(recipe, output_dir=tmp / "run")
+
+
+def _toolkit_predictions(run_dir: Path, texts: list[str]) -> np.ndarray:
+    """Logits the way the toolkit computes them: the HF tokenizer and the run's INT8 IR."""
+    from transformers import AutoTokenizer
+
+    from pofa_openvino.runtime import SparseModel
+
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "openvino")
+    inputs = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="np")
+    return SparseModel(run_dir / "openvino").infer(dict(inputs))["logits"]
+
+
+def test_the_package_stage_leaves_a_verified_bundle_and_archive(packaged):
+    run_dir, report = packaged.run_dir, packaged.report["package"]
+    assert packaged.ran[-1] == "package"
+    bundle, archive = run_dir / "package", run_dir / "package.tar.gz"
+    assert report["archive_bytes"] == archive.stat().st_size
+    assert report["bytes"] == sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+    assert report["dense_fp32_bytes"] == (run_dir / "checkpoint" / "model.safetensors").stat().st_size
+    assert report["ratio"] == report["archive_bytes"] / report["dense_fp32_bytes"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["task"] == "text-classification" and manifest["labels"] == ["negative", "positive"]
+    assert manifest["requires"]["openvino"].startswith("==") and manifest["figures"]["sparse_rate"] == 0.8
+    listed = set(manifest["files"])
+    assert {"model/openvino_model.xml", "model/openvino_model.bin", "model/config.json", "runtime_config.json",
+            "tokenizer/openvino_tokenizer.xml", "selftest.json", "README.md"} <= listed
+    config = json.loads((bundle / "runtime_config.json").read_text())["CPU"]
+    assert config["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] == "0.8"  # xeon-amx keeps the run's rate
+    # No path of the machine that built it, in any text file.
+    for path in bundle.rglob("*"):
+        if path.suffix in (".json", ".md", ".xml"):
+            assert str(run_dir.parent) not in path.read_text(errors="replace"), path
+    result = verify(archive)
+    assert result["selftest"]["samples"] == 4 and result["files"] == len(listed)
+
+
+def test_bundle_predicts_what_the_toolkit_predicts(packaged):
+    bundle = Bundle(packaged.run_dir / "package")
+    predictions = bundle.predict(TEXTS)
+    logits = _toolkit_predictions(packaged.run_dir, TEXTS)
+    assert [p["label"] for p in predictions] == [bundle.manifest["labels"][i] for i in logits.argmax(-1)]
+    outputs, _ = bundle.outputs(TEXTS)
+    np.testing.assert_allclose(outputs["logits"], logits, atol=1e-4)
+    with pytest.raises(BundleError, match="single texts"):
+        bundle.predict(TEXTS[:1], ["a second text"])
+
+
+def test_runner_needs_only_the_base_install(packaged, tmp_path):
+    """A fresh venv with `pip install pofa-openvino` (no extras): no torch, same predictions."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                              "-c", str(ROOT / "constraints.txt"), str(ROOT)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
+    assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0
+    assert subprocess.run([str(python), "-c", "import transformers"], capture_output=True).returncode != 0
+    ran = subprocess.run([str(python), "-m", "pofa_openvino.runtime", str(packaged.run_dir / "package"), *TEXTS],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    remote = [json.loads(line) for line in ran.stdout.splitlines()]
+    local = Bundle(packaged.run_dir / "package").predict(TEXTS)
+    assert [r["text"] for r in remote] == TEXTS
+    assert [r["label"] for r in remote] == [p["label"] for p in local]
+    np.testing.assert_allclose([r["score"] for r in remote], [p["score"] for p in local], atol=1e-5)
+    verified = subprocess.run([str(venv / "bin" / "pofa-openvino"), "verify", str(packaged.run_dir / "package")],
+                              capture_output=True, text=True)
+    assert verified.returncode == 0 and "ok" in verified.stdout, verified.stderr
+
+
+@pytest.fixture
+def copy(packaged, tmp_path):
+    target = tmp_path / "bundle"
+    shutil.copytree(packaged.run_dir / "package", target)
+    return target
+
+
+def test_a_corrupted_weight_file_is_named(copy):
+    weights = copy / "model" / "openvino_model.bin"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="^model/openvino_model.bin: sha256 differs"):
+        verify(copy)
+    weights.write_bytes(bytes(data[:-10]))
+    with pytest.raises(BundleError, match="^model/openvino_model.bin: .* bytes, the manifest says"):
+        verify(copy)
+
+
+def test_a_missing_tokenizer_is_named(copy, capsys):
+    (copy / "tokenizer" / "openvino_tokenizer.xml").unlink()
+    assert main(["verify", str(copy)]) == 1
+    assert "tokenizer/openvino_tokenizer.xml: missing" in capsys.readouterr().err
+
+
+def test_a_manifest_from_another_bundle_is_refused(packaged, copy, tmp_path):
+    other = tmp_path / "edge"
+    assert main(["package", str(packaged.run_dir), "-o", str(other), "--target", "edge"]) == 0
+    assert "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE" not in (other / "runtime_config.json").read_text()
+    verify(other)
+    shutil.copy2(other / "manifest.json", copy / "manifest.json")
+    with pytest.raises(BundleError, match="belongs to another bundle.*runtime_config.json"):
+        verify(copy)
+
+
+def test_a_manifest_of_another_format_version_is_refused(copy):
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(BundleError, match="format_version 99"):
+        verify(copy)
+
+
+def _archive(path: Path, members: list[tarfile.TarInfo]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
+    return path
+
+
+@pytest.mark.parametrize("member", ["../escape.txt", "/tmp/absolute.txt", "link"])
+def test_unpacking_refuses_members_that_escape(tmp_path, member):
+    info = tarfile.TarInfo(member)
+    if member == "link":
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    else:
+        info.size = 1
+    archive = _archive(tmp_path / "evil.tar.gz", [info])
+    with pytest.raises(BundleError, match="refused"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escape.txt").exists()
+
+
+@pytest.mark.needs_shared_data
+def test_a_question_answering_bundle_answers_from_the_context(tiny_bert, shared_data, tmp_path):
+    squad = str(shared_data / "squad" / "dev-subset.json")
+    data = {"train_file": squad, "validation_file": squad, "max_seq_length": 96, "doc_stride": 32,
+            "max_train_samples": 16, "max_eval_samples": 4}
+    recipe = tiny_recipe(tiny_bert, task="question-answering", data=data,
+                         quantization={"calibration_sampling_size": 8}, package={})
+    result = run(recipe, output_dir=tmp_path / "qa")
+    bundle = Bundle(result.run_dir / "package")
+    assert bundle.manifest["text_inputs"] == 2 and (bundle.root / "tokenizer" / "openvino_detokenizer.xml").is_file()
+    context = "The Eiffel Tower was finished in 1889 in Paris, the capital of France."
+    (answer,) = bundle.predict(["When was the tower finished?"], [context])
+    # The span's wordpieces joined back (lower case for an uncased vocabulary): a piece of the context.
+    assert answer["answer"] and answer["answer"].replace(" ", "") in context.lower().replace(" ", "")
+    first, last = answer["tokens"]
+    assert 0 < first <= last < first + 30
+    assert verify(result.run_dir / "package")["selftest"]["samples"] == 4
+    with pytest.raises(BundleError, match="a question and a context"):
+        bundle.predict(["When was the tower finished?"])
