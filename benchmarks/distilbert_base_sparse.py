@@ -130,8 +130,9 @@ def main() -> None:
              f"{model['parameters'] / 1e6:.1f}M parameters, measured encoder sparsity {model['sparsity']:.2%}. "
              f"Dense FP32 checkpoint {sizes['dense_fp32_checkpoint_bytes'] / 1e6:.1f} MB, OpenVINO INT8 IR "
              f"{sizes['openvino_int8_bytes'] / 1e6:.1f} MB ({sizes['int8_vs_dense_fp32']:.1%} of it); the verified "
-             f"edge bundle {sizes['bundle_bytes'] / 1e6:.1f} MB, as .tar.gz {sizes['bundle_archive_bytes'] / 1e6:.1f} MB "
-             f"({sizes['archive_vs_dense_fp32']:.1%} of the dense FP32 checkpoint).", "",
+             f"edge bundle {sizes['bundle_bytes'] / 1e6:.1f} MB, as .tar.gz "
+             f"{sizes['bundle_archive_bytes'] / 1e6:.1f} MB ({sizes['archive_vs_dense_fp32']:.1%} of the dense FP32 "
+             "checkpoint).", "",
              *headline(toolkit, peers), "",
              "## Toolkit run (`benchmark` stage)", "", *benchmark_markdown(toolkit)[2:], "",
              "## Peers run (`benchmarks/peers.py`)", "", *benchmark_markdown(peers)[2:]]

@@ -184,3 +184,14 @@ def test_a_question_answering_bundle_answers_from_the_context(tiny_bert, shared_
     assert verify(result.run_dir / "package")["selftest"]["samples"] == 4
     with pytest.raises(BundleError, match="a question and a context"):
         bundle.predict(["When was the tower finished?"])
+
+
+def test_float_embeddings_are_compressed_to_int8_within_the_accuracy_budget(tiny_bert, tmp_path):
+    """An FP32 IR (no quantization section): the embedding tables become INT8, the task metric is
+    measured before and after, and the bundle's weights shrink."""
+    result = run(tiny_recipe(tiny_bert, export={"sparse_weights_decompression_rate": "off"}, package={}),
+                 output_dir=tmp_path / "fp32")
+    embeddings = result.report["package"]["embeddings"]
+    assert embeddings["compressed"] and embeddings["bin_bytes_after"] < embeddings["bin_bytes_before"]
+    assert embeddings["change"] >= -0.01 and "accuracy" in embeddings
+    verify(result.run_dir / "package")
