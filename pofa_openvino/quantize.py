@@ -132,9 +132,16 @@ def compress_embeddings(ir_file: Path, out_file: Path) -> bool:
 
     model = ov.Core().read_model(ir_file)
     before = _float_constant_bytes(model)
-    nncf.set_log_level(logging.ERROR)  # its bit-width table is printed even when nothing is compressed
-    compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM,
-                                       ignored_scope=nncf.IgnoredScope(types=["MatMul"]))
+    # NNCF prints its bit-width table even when nothing is compressed; nncf.set_log_level would also
+    # change the level of handlers it does not own, so only its logger's level is raised, and restored.
+    quiet = logging.getLogger("nncf")
+    previous = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM,
+                                           ignored_scope=nncf.IgnoredScope(types=["MatMul"]))
+    finally:
+        quiet.setLevel(previous)
     ov.save_model(compressed, out_file, compress_to_fp16=False)
     return _float_constant_bytes(compressed) < before
 
