@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
 log = logging.getLogger(__name__)
 
 SELFTEST_SAMPLES = 4
+TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 RUNTIME_REQUIREMENTS = ("pofa-openvino", "openvino", "openvino-tokenizers", "numpy")
 # What each target's runtime config asks of the CPU plugin (benchmark_app -load_config shape).
 TARGET_HINTS = {"xeon-amx": {"PERFORMANCE_HINT": "THROUGHPUT"}, "xeon": {"PERFORMANCE_HINT": "THROUGHPUT"},
@@ -51,7 +53,7 @@ def build_bundle(run_dir: Path, out: Path, recipe: Any, data: Any, run_report: d
         manifest["files"] = {str(p.relative_to(tmp)): {"sha256": sha256(p), "bytes": p.stat().st_size}
                              for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != MANIFEST}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _no_machine_paths(tmp, run_dir)
+        _nothing_private(tmp, run_dir)
         verified = verify(tmp)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     report = {"dir": out.name if out.parent == run_dir else str(out), "target": target, "files": verified["files"],
@@ -158,15 +160,17 @@ def _accuracy_change(ir_dir: Path, model_dir: Path, recipe: Any, data: Any, max_
     return {data.metric: scores[1], "change": change}
 
 
-def _no_machine_paths(root: Path, run_dir: Path) -> None:
-    """No text file of the bundle may carry this machine's paths (run directory, home, working dir)."""
+def _nothing_private(root: Path, run_dir: Path) -> None:
+    """No text file of the bundle may carry this machine's paths (run directory, home, working
+    directory) or an access token (Hugging Face ``hf_...``)."""
     needles = {str(run_dir.resolve()), str(Path.home()), os.getcwd()} - {"/"}
     for path in root.rglob("*"):
-        if path.suffix in (".json", ".md", ".txt") or path.name.endswith(".xml"):
+        if path.suffix in (".json", ".md", ".txt", ".xml"):
             text = path.read_text(encoding="utf-8", errors="replace")
-            found = [needle for needle in needles if needle in text]
+            found = [needle for needle in needles if needle in text] + TOKEN.findall(text)
             if found:
-                raise StageError(f"{path.relative_to(root)} contains the build machine's path {found[0]}")
+                raise StageError(f"{path.relative_to(root)} would carry {found[0][:12]}... out of this machine; "
+                                 "the bundle was not written")
 
 
 def write_archive(bundle_dir: Path) -> Path:

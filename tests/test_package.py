@@ -195,3 +195,15 @@ def test_float_embeddings_are_compressed_to_int8_within_the_accuracy_budget(tiny
     assert embeddings["compressed"] and embeddings["bin_bytes_after"] < embeddings["bin_bytes_before"]
     assert embeddings["change"] >= -0.01 and "accuracy" in embeddings
     verify(result.run_dir / "package")
+
+
+@pytest.mark.parametrize("leak", ["hf_" + "a1B2" * 9, "{run_dir}/checkpoint"])
+def test_a_bundle_never_carries_machine_paths_or_tokens(tmp_path, leak):
+    from pofa_openvino.errors import StageError
+    from pofa_openvino.package import _nothing_private
+
+    run_dir = tmp_path / "run"
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "config.json").write_text(json.dumps({"note": leak.format(run_dir=run_dir)}))
+    with pytest.raises(StageError, match="config.json would carry"):
+        _nothing_private(tmp_path / "bundle", run_dir)
