@@ -8,7 +8,6 @@ size of every other file)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import PofaError
+from .rundir import sha256_file
 
 FORMAT, FORMAT_VERSION = "pofa-openvino-bundle", 1
 MANIFEST = "manifest.json"
@@ -28,14 +28,6 @@ SELFTEST_TOLERANCE = 1e-2  # max |output difference| on the stored inputs (INT8 
 
 class BundleError(PofaError):
     """The bundle is incomplete, altered or not one this release can run; the message names what."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
@@ -69,7 +61,7 @@ def check_files(root: Path, manifest: dict[str, Any]) -> None:
         elif path.stat().st_size != expected["bytes"]:
             problems.append(f"{name}: {path.stat().st_size} bytes, the manifest says {expected['bytes']} "
                             "(truncated or altered)")
-        elif sha256(path) != expected["sha256"]:
+        elif sha256_file(path) != expected["sha256"]:
             problems.append(f"{name}: sha256 differs from the manifest (altered)")
     problems += [f"{name}: not in the manifest (added)" for name in sorted(
         str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MANIFEST) if name not in listed]

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .bench import versions as bench_versions
-from .bundle import DETOKENIZER, FORMAT, FORMAT_VERSION, MANIFEST, SELFTEST_TOLERANCE, TOKENIZER, Bundle, sha256
+from .bundle import DETOKENIZER, FORMAT, FORMAT_VERSION, MANIFEST, SELFTEST_TOLERANCE, TOKENIZER, Bundle
 from .errors import StageError
+from .rundir import sha256_file
 from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def build_bundle(run_dir: Path, out: Path, recipe: Any, data: Any, run_report: d
             embeddings.update(_accuracy_change(ir_dir, tmp / "model", recipe, data, max_accuracy_drop))
         _selftest(tmp, data)
         (tmp / "README.md").write_text(_readme(manifest, target))
-        manifest["files"] = {str(p.relative_to(tmp)): {"sha256": sha256(p), "bytes": p.stat().st_size}
+        manifest["files"] = {str(p.relative_to(tmp)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                              for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != MANIFEST}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _nothing_private(tmp, run_dir)
