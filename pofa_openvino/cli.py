@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     verify = verbs.add_parser("verify", help="check a bundle or its archive: files, manifest, self-test, runtime")
     verify.add_argument("bundle", help="a bundle directory or .tar.gz")
 
+    verbs.add_parser("models", help="the PruneOFA checkpoints and the results their model cards publish")
+
     validate = verbs.add_parser("validate", help="check recipes without running them")
     validate.add_argument("recipes", nargs="+", help="recipe YAML files")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -192,6 +194,23 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .registry import MODELS, TASKS
+
+    table = Table(title="Intel PruneOFA checkpoints: published results (percent)")
+    for column in ("hub id", "model", *(f"{c.title} ({'/'.join(c.metrics)})" for c in TASKS.values())):
+        table.add_column(column, overflow="fold")
+    for model in MODELS.values():
+        cells = ["/".join(f"{100 * v:.2f}" for v in model.published[key].values()) if key in model.published else "-"
+                 for key in TASKS]
+        table.add_row(model.hub_id, model.describe(), *cells)
+    Console().print(table)
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
@@ -202,7 +221,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "package": _cmd_package, "predict": _cmd_predict,
-            "verify": _cmd_verify, "validate": _cmd_validate}
+            "verify": _cmd_verify, "models": _cmd_models, "validate": _cmd_validate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,8 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                 rows.append((f"{where}, {label}", ", ".join(f"{k} {v:.4f}" for k, v in accuracy[key].items())))
         if "delta" in accuracy:
             rows.append(("INT8 vs torch FP32", ", ".join(f"{k} {v:+.4f}" for k, v in accuracy["delta"].items())))
+        if (model or {}).get("published"):
+            rows.append(("published (model card) / measured", _versus_published(model["published"], accuracy)))
     quantization = report.get("quantization")
     if quantization:
         rows.append(("quantization", f"{quantization['approach']}: {quantization['layers_int8']} INT8 Linear layers, "
@@ -125,6 +127,20 @@ def benchmark_markdown(bench: dict[str, Any]) -> list[str]:
             lines += ["", f"{figures['label']}: FullyConnected kernels executed: {kernels}. {runtime['note']}"]
     lines += [""] + [f"![{name}]({path})" for name, path in bench.get("charts", {}).items()]
     return lines
+
+
+def _versus_published(published: dict[str, float], accuracy: dict[str, Any]) -> str:
+    """Each published metric next to what this run measured (torch FP32, and OpenVINO INT8 when run)."""
+    mismatched = accuracy.get("splits", {}).get("validation_mismatched", {}).get("accuracy")
+    shown = []
+    for metric, value in published.items():
+        measured = [f"{label} {scores[metric]:.4f}" for label, scores in
+                    (("torch FP32", accuracy.get("torch_fp32", {})), ("INT8", accuracy.get("openvino_int8", {})))
+                    if metric in scores]
+        if metric == "accuracy_mismatched" and mismatched is not None:
+            measured = [f"torch FP32 {mismatched:.4f}"]
+        shown.append(f"{metric} {value:.4f} / {', '.join(measured) or 'not measured'}")
+    return "; ".join(shown)
 
 
 def _other_load(share: float | None) -> str:

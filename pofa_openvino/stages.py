@@ -55,7 +55,7 @@ def load(ctx: StageContext) -> StageOutput:
     """Resolve the model, check the data, and measure the sparsity the checkpoint arrives with."""
     from .modeling import load_model, load_tokenizer
     from .prune import sparsity_report
-    from .registry import resolve_model
+    from .registry import published, resolve_model
 
     recipe = ctx.recipe
     path = resolve_model(recipe.model.name_or_path)
@@ -66,7 +66,8 @@ def load(ctx: StageContext) -> StageOutput:
     log.info("loaded model sparsity (prunable Linear layers): %.2f%%", 100 * sparsity["overall"])
     report = {
         "model": {"name_or_path": recipe.model.name_or_path, "path": path, "architecture": model.config.model_type,
-                  "parameters": sum(p.numel() for p in model.parameters()), "labels": data.labels},
+                  "parameters": sum(p.numel() for p in model.parameters()), "labels": data.labels,
+                  "published": published(recipe.model.name_or_path, recipe.data.dataset, recipe.task)},
         "sparsity": {**sparsity, "loaded_overall": sparsity["overall"]},
     }
     return StageOutput(outputs={"model_path": path, "sparsity_overall": sparsity["overall"]}, report=report)
