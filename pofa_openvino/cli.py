@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a recipe value, type-checked (repeatable)")
     run.add_argument("--resume", action="store_true", help="continue a run; unchanged finished stages are reused")
     run.add_argument("--force", action="store_true", help="replace the run's files in a non-empty directory")
+    run.add_argument("--smoke", action="store_true",
+                     help="check the recipe end to end in a minute: a tiny model of the same architecture, a few "
+                          "generated rows of the task's format, a handful of steps (no hub needed)")
 
     bench = verbs.add_parser("bench", help="measure latency, throughput, memory and size of every variant")
     bench.add_argument("target", help="a run directory, an OpenVINO IR directory or a Hugging Face checkpoint")
@@ -93,7 +96,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .report import summary_rows
 
     result = run(args.recipe, output_dir=args.output, resume=args.resume, force=args.force,
-                 overrides=args.overrides)
+                 overrides=args.overrides, smoke=args.smoke)
     table = Table(title=f"{result.report['recipe']['name']}: results", show_header=False)
     for name, value in summary_rows(result.report):
         table.add_row(name, value)

@@ -61,10 +61,11 @@ class RunResult:
 
 def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | None = None,
         resume: bool = False, force: bool = False, overrides: list[str] | None = None,
-        pruning: Any = None) -> RunResult:
+        pruning: Any = None, smoke: bool = False) -> RunResult:
     """Run every enabled stage of ``recipe`` into ``output_dir`` (default ``runs/<name>``).
 
-    ``pruning`` is an INC ``WeightPruningConfig`` that replaces the recipe's ``pruning`` section."""
+    ``pruning`` is an INC ``WeightPruningConfig`` that replaces the recipe's ``pruning`` section.
+    ``smoke`` swaps in a tiny model and a few generated rows of the task's format (no hub, a minute)."""
     spec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if pruning is not None:
         from .prune import section_from_inc
@@ -76,6 +77,11 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
     _refuse_unsupported(spec)
     run_dir = Path(output_dir or Path("runs") / spec.name).resolve()
     previous = claim(run_dir, spec.name, resume, force)
+    if smoke:
+        from .smoke import smoke_recipe
+
+        spec = smoke_recipe(spec, run_dir / "smoke")
+        _refuse_unsupported(spec)
     manifest = _new_manifest(spec, previous)
     write_text(run_dir / "recipe.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     ctx = stages.StageContext(recipe=spec, run_dir=run_dir, outputs={})
