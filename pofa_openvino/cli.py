@@ -66,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
 
     verbs.add_parser("models", help="the PruneOFA checkpoints and the results their model cards publish")
 
+    recipes = verbs.add_parser("recipes", help="list recipes: model, task, the result they should reproduce")
+    recipes.add_argument("directory", nargs="?", default="recipes", help="a folder of recipes (default: recipes)")
+
+    init = verbs.add_parser("init", help="write a PruneOFA recipe for a model and task, with comments")
+    init.add_argument("--model", required=True, help="a hub id or local HF directory (BERT or DistilBERT style)")
+    init.add_argument("--task", required=True, help="squad, mnli, qqp, qnli or sst2")
+    init.add_argument("-o", "--output", help="recipe file to write (default: <name>.yaml here)")
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+
     validate = verbs.add_parser("validate", help="check recipes without running them")
     validate.add_argument("recipes", nargs="+", help="recipe YAML files")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -214,6 +223,46 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .catalogue import entries
+    from .recipe import load_recipe
+    from .registry import published
+
+    expected = {entry.name: entry.expected for entry in entries()}
+    table = Table(title=f"recipes in {args.directory}")
+    for column in ("recipe", "model", "task", "expected (published)"):
+        table.add_column(column, overflow="fold")
+    paths = sorted(Path(args.directory).glob("*.yaml"))
+    if not paths:
+        raise PofaError(f"{args.directory}: no recipes (*.yaml) there")
+    for path in paths:
+        spec = load_recipe(path)
+        metrics = expected.get(spec.name) or published(spec.model.name_or_path, spec.data.dataset, spec.task) or {}
+        table.add_row(path.name, spec.model.name_or_path, f"{spec.task} ({spec.data.dataset or 'local files'})",
+                      ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()) or "-")
+    Console().print(table)
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .catalogue import init_recipe
+
+    name, text = init_recipe(args.model, args.task)
+    out = Path(args.output or f"{name}.yaml")
+    if out.exists() and not args.force:
+        raise PofaError(f"{out} exists; choose another file (-o) or pass --force to replace it")
+    out.write_text(text)
+    print(f"{out}: written. Check it with `pofa-openvino run {out} --smoke`, then run it for real.")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
@@ -224,7 +273,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "package": _cmd_package, "predict": _cmd_predict,
-            "verify": _cmd_verify, "models": _cmd_models, "validate": _cmd_validate}
+            "verify": _cmd_verify, "models": _cmd_models, "recipes": _cmd_recipes, "init": _cmd_init,
+            "validate": _cmd_validate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

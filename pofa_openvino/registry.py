@@ -82,7 +82,7 @@ def _results(squad: tuple[float, float], mnli: tuple[float, float], qqp: tuple[f
 
 
 MODELS: dict[str, PruneOFAModel] = {model.hub_id: model for model in (
-    PruneOFAModel("Intel/bert-base-uncased-squadv1.1-sparse-80-1x4-block-pruneofa", "bert-base-80-1x4-squad", "bert",
+    PruneOFAModel("Intel/bert-base-uncased-squadv1.1-sparse-80-1x4-block-pruneofa", "bert-base-80-1x4", "bert",
                   "BERT-Base", "1x4 block", 0.80, {"squad": {"exact_match": 0.8129, "f1": 0.8847}},
                   fine_tuned_on="squad"),
     PruneOFAModel("Intel/bert-base-uncased-sparse-85-unstructured-pruneofa", "bert-base-85", "bert", "BERT-Base",

@@ -1,0 +1,77 @@
+"""The PruneOFA catalogue: the registry's published table, one valid recipe per model and task (in
+sync with the generator), the listing and init commands, and smoke runs of one recipe per task type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pofa_openvino import load_recipe, run
+from pofa_openvino.catalogue import entries, init_recipe, recipe_text
+from pofa_openvino.cli import main
+from pofa_openvino.registry import MODELS
+from pofa_openvino.report import summary_rows
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_validates(path):
+    load_recipe(path)
+
+
+def test_the_catalogue_covers_the_published_table_and_matches_the_generator():
+    cells = [(e.model.hub_id, e.task.key) for e in entries() if not e.qat]
+    assert len(cells) == sum(len(m.published) for m in MODELS.values()) == 26
+    for entry in entries():
+        path = RECIPES / f"{entry.name}.yaml"
+        assert path.read_text() == recipe_text(entry), f"{path.name} differs from the generator"
+        spec = load_recipe(path)
+        assert spec.model.name_or_path == entry.model.hub_id and spec.task == entry.task.task
+        assert spec.package is not None and spec.package.target == "xeon-amx"
+        if entry.model.fine_tuned_on != entry.task.key:
+            assert spec.pruning.pruning_type == "pattern_lock" and spec.distillation.temperature == 2.0
+            assert spec.distillation.alpha == 0.5 and "pooler" in spec.pruning.excluded_op_names
+    assert MODELS["Intel/bert-large-uncased-sparse-90-unstructured-pruneofa"].published["squad"] == \
+        {"exact_match": 0.8335, "f1": 0.902}
+
+
+def test_listing_and_init_commands(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # rich folds long cells on a narrow console
+    assert main(["models"]) == 0
+    assert "79.83/87.25" in capsys.readouterr().out
+    assert main(["recipes", str(RECIPES)]) == 0
+    assert "bert-base-90-sst2.yaml" in capsys.readouterr().out
+    out = tmp_path / "mine.yaml"
+    assert main(["init", "--model", "my-org/bert-base-cased-sparse", "--task", "qnli", "-o", str(out)]) == 0
+    spec = load_recipe(out)
+    assert spec.data.dataset == "glue/qnli" and spec.distillation.teacher == "textattack/bert-base-uncased-QNLI"
+    assert main(["init", "--model", "my-org/bert-base-cased-sparse", "--task", "qnli", "-o", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err
+    name, text = init_recipe("Intel/distilbert-base-uncased-sparse-90-unstructured-pruneofa", "squad")
+    assert name == "distilbert-90-squad" and "distilbert-base-uncased-distilled-squad" in text
+
+
+def test_a_run_on_a_registered_model_shows_the_published_metric():
+    report = {"model": {"name_or_path": "x", "architecture": "bert", "parameters": 1,
+                                        "published": MODELS["Intel/bert-base-uncased-sparse-90-unstructured-pruneofa"]
+                        .published["sst2"]},
+              "accuracy": {"metric": "accuracy", "split": "validation", "eval_samples": 872,
+                           "torch_fp32": {"accuracy": 0.9}, "openvino_int8": {"accuracy": 0.899}}}
+    rows = dict(summary_rows(report))
+    assert rows["published (model card) / measured"] == "accuracy 0.9088 / torch FP32 0.9000, INT8 0.8990"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["distilbert-90-sst2", "bert-base-90-mnli", "bert-base-90-squad"])
+def test_smoke_runs_a_recipe_of_each_task_type_end_to_end(recipe, tmp_path):
+    """Single sentence, sentence pair (three labels), question answering: every stage, offline."""
+    result = run(RECIPES / f"{recipe}.yaml", output_dir=tmp_path / recipe, smoke=True)
+    assert result.ran == ["load", "train", "evaluate", "export", "quantize", "benchmark", "package"]
+    original = load_recipe(RECIPES / f"{recipe}.yaml")
+    assert result.report["model"]["architecture"] == MODELS[original.model.name_or_path].architecture
+    assert result.report["quantization"]["zeros_revived"] == 0
+    assert result.report["package"]["selftest"]["samples"] == 4
+    if recipe.endswith("mnli"):
+        assert result.report["model"]["labels"] == ["entailment", "neutral", "contradiction"]
