@@ -75,3 +75,9 @@ def test_smoke_runs_a_recipe_of_each_task_type_end_to_end(recipe, tmp_path):
     assert result.report["package"]["selftest"]["samples"] == 4
     if recipe.endswith("mnli"):
         assert result.report["model"]["labels"] == ["entailment", "neutral", "contradiction"]
+
+
+def test_the_readme_links_every_recipe_of_the_catalogue():
+    readme = (RECIPES.parent / "README.md").read_text()
+    missing = [entry.name for entry in entries() if f"recipes/{entry.name}.yaml" not in readme]
+    assert not missing, missing
