@@ -111,6 +111,15 @@ def _teacher(recipe: Recipe, data: Any) -> Any:
     if data.labels is not None and teacher.config.num_labels != len(data.labels):
         raise PofaError(f"distillation.teacher has {teacher.config.num_labels} labels, the task has "
                         f"{len(data.labels)}: the teacher must be fine-tuned on the same task")
+    if data.labels is not None:
+        names = [str(teacher.config.id2label[i]).lower() for i in range(teacher.config.num_labels)]
+        task = [label.lower() for label in data.labels]
+        if sorted(names) == sorted(task) and names != task:
+            raise PofaError(f"distillation.teacher orders its labels {names}, the task {task}: its logits "
+                            "would teach the wrong classes; use a teacher with the task's label order")
+        if sorted(names) != sorted(task):
+            log.warning("distillation.teacher names its labels %s, the task %s: the order cannot be checked; make "
+                        "sure label i means the same class for both", names, task)
     return teacher
 
 

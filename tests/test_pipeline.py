@@ -201,3 +201,14 @@ def test_question_answering_prunes_and_distils_from_a_dense_teacher(model, share
     layers = {layer["name"]: layer for layer in student.report["sparsity"]["layers"]}
     assert layers["qa_outputs"]["zero_fraction"] == 0.0
     assert all(abs(layer["zero_fraction"] - 0.5) <= 0.005 for layer in layers.values() if layer["prunable"])
+
+
+@pytest.mark.slow
+def test_a_teacher_with_another_label_order_is_refused(tiny_bert, tmp_path):
+    from pofa_openvino.modeling import load_model
+
+    teacher = tmp_path / "teacher"
+    load_model(str(tiny_bert), "text-classification", ["positive", "negative"]).save_pretrained(teacher)
+    recipe = tiny_recipe(tiny_bert, distillation={"teacher": str(teacher)})
+    with pytest.raises(PofaError, match=r"orders its labels \['positive', 'negative'\]"):
+        run(recipe, output_dir=tmp_path / "run")
