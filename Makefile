@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.pofa-installed
 RUN_DIR ?= runs/quickstart
 
-.PHONY: setup demo test lint lock clean peers bench-distilbert
+.PHONY: setup demo test lint lock clean peers bench-distilbert catalogue
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check pofa_openvino tests
+
+# Rewrite recipes/<model>-<task>.yaml from pofa_openvino/catalogue.py (a test keeps them in sync).
+catalogue: setup
+	$(BIN)/python -c "from pathlib import Path; from pofa_openvino.catalogue import write_catalogue; write_catalogue(Path('recipes'))"
 
 # Peer engines for benchmarks/peers.py, in a throwaway venv: DeepSparse 1.8 pins an old onnx.
 PEERS := benchmarks/.venv-peers

@@ -395,14 +395,10 @@ def model_bytes(variant: Variant) -> int:
 
 def machine(cores: int) -> dict[str, Any]:
     """CPU model, cores used and the instruction sets the INT8/BF16/sparse kernels depend on."""
-    from .runtime import cpu
+    from .runtime import cpu_info
 
-    flags: set[str] = set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        line = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
-        flags = set(line.partition(":")[2].split())
-    return {"cpu": cpu()["cpu"], "cores_used": cores, "logical_cpus": os.cpu_count(), "os": platform.platform(),
+    model, flags = cpu_info()
+    return {"cpu": model, "cores_used": cores, "logical_cpus": os.cpu_count(), "os": platform.platform(),
             "flags": {name: set(needed) <= flags for name, needed in _FLAGS.items()}}
 
 

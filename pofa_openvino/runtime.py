@@ -16,6 +16,7 @@ import platform
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 IR_FILE = "openvino_model.xml"
 RUNTIME_CONFIG = "runtime_config.json"
 SPARSE_RATE = "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"
+AMX = frozenset({"amx_tile", "amx_int8"})  # what the sparse INT8 kernels need
 MIN_SPARSE_RATE = 0.5  # OpenVINO documents rates above 0.5; below it nothing shows a sparse kernel runs
 _WEIGHT_PATH_OPS = {"Convert", "Multiply", "Subtract", "Reshape", "Transpose", "Unsqueeze"}
 _SOURCE = re.compile(r"^__module\.(.+?)/aten::linear/")
@@ -79,9 +81,10 @@ def auto_rate(fractions: list[float]) -> float | None:
     return rate if rate >= MIN_SPARSE_RATE else None
 
 
-def cpu() -> dict[str, Any]:
-    """The CPU model and whether it has AMX (what the sparse INT8 kernels need)."""
-    model, flags = platform.processor() or platform.machine(), set()
+@lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """The CPU model name and its instruction-set flags (``/proc/cpuinfo``; the platform name elsewhere)."""
+    model, flags = platform.processor() or platform.machine(), frozenset()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
@@ -89,8 +92,14 @@ def cpu() -> dict[str, Any]:
             if key.strip() == "model name":
                 model = value.strip()
             elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    return {"cpu": model, "amx": {"amx_tile", "amx_int8"} <= flags}
+                flags = frozenset(value.split())
+    return model, flags
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU model and whether it has AMX (what the sparse INT8 kernels need)."""
+    model, flags = cpu_info()
+    return {"cpu": model, "amx": AMX <= flags}
 
 
 def kernel_summary(profiling: list[tuple[str, str]]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def test_the_catalogue_covers_the_published_table_and_matches_the_generator():
     assert len(cells) == sum(len(m.published) for m in MODELS.values()) == 26
     for entry in entries():
         path = RECIPES / f"{entry.name}.yaml"
-        assert path.read_text() == recipe_text(entry), f"{path.name} differs from the generator"
+        assert path.read_text() == recipe_text(entry), f"{path.name} differs from the generator: run make catalogue"
         spec = load_recipe(path)
         assert spec.model.name_or_path == entry.model.hub_id and spec.task == entry.task.task
         assert spec.package is not None and spec.package.target == "xeon-amx"
