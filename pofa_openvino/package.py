@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .bench import versions as bench_versions
-from .bundle import DETOKENIZER, FORMAT, FORMAT_VERSION, MANIFEST, SELFTEST_TOLERANCE, TOKENIZER, Bundle
+from .bundle import DETOKENIZER, FORMAT, FORMAT_VERSION, MANIFEST, SELFTEST_TOLERANCE, TOKENIZER, Bundle, verify
 from .errors import StageError
-from .rundir import sha256_file
+from .rundir import sha256_file, staged_dir
 from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,6 @@ def build_bundle(run_dir: Path, out: Path, recipe: Any, data: Any, run_report: d
                  compress_embeddings: bool, max_accuracy_drop: float, dense_fp32_bytes: int,
                  archive: bool) -> dict[str, Any]:
     """Write the bundle into ``out`` (replaced only when complete and verified); return ``package``."""
-    from .bundle import verify
-    from .rundir import staged_dir
-
     ir_dir = run_dir / "openvino"
     if not (ir_dir / IR_FILE).is_file():
         raise StageError(f"{run_dir} has no openvino/ IR: packaging needs the quantize stage (add a "
