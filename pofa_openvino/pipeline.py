@@ -39,9 +39,10 @@ class Stage:
 
 
 STAGES = (
-    Stage("load", ("task", "model", "data"), stages.load),
+    Stage("pretrain", ("model", "pretrain"), stages.pretrain, lambda r: r.pretrain is not None),
+    Stage("load", ("task", "model", "data"), stages.load, lambda r: r.data is not None),
     Stage("train", ("training", "pruning", "distillation"), stages.train, lambda r: r.training is not None),
-    Stage("evaluate", (), stages.evaluate),
+    Stage("evaluate", (), stages.evaluate, lambda r: r.data is not None),
     Stage("export", (), stages.export, lambda r: r.quantization is not None or r.export is not None),
     Stage("quantize", ("quantization", "export"), stages.quantize,
           lambda r: r.quantization is not None or r.export is not None),
@@ -205,7 +206,9 @@ def _input_fingerprint(recipe: Recipe, manifest: dict[str, Any]) -> str:
     from .registry import resolve_model
 
     inputs: dict[str, str] = {}
-    candidates = [recipe.model.name_or_path, recipe.data.train_file, recipe.data.validation_file,
+    candidates = [recipe.model.name_or_path, *(recipe.pretrain.text_files if recipe.pretrain else []),
+                  recipe.pretrain.teacher if recipe.pretrain else None,
+                  recipe.data.train_file if recipe.data else None, recipe.data.validation_file if recipe.data else None,
                   recipe.distillation.teacher if recipe.distillation else None]
     for ref in filter(None, candidates):
         try:

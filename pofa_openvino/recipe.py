@@ -170,6 +170,72 @@ class TrainingSection(Section):
         return value
 
 
+# Masked-LM heads (BERT, DistilBERT, RoBERTa) and the pooler stay dense: the LM decoder is tied to the embeddings.
+PRETRAIN_DENSE = ("pooler", "cls.predictions", "vocab_transform", "vocab_projector", "lm_head")
+
+
+class PretrainPruning(PruningSection):
+    """The prune-once schedule: magnitude, unstructured, every layer to the target by default. Steps
+    left unset prune over the first half of training (50 mask updates) and train the rest at the
+    target, as the PruneOFA reference run does."""
+
+    pruning_type: str = "magnitude"
+    pattern: str = "unstructured"
+    pruning_scope: Literal["global", "local"] = "local"
+    excluded_op_names: list[str] = Field(default_factory=lambda: list(PRETRAIN_DENSE))
+    start_step: int | None = Field(default=None, ge=0)
+    end_step: int | None = Field(default=None, ge=0)
+    pruning_frequency: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _steps(self) -> PretrainPruning:
+        if self.pruning_type == "pattern_lock":
+            raise ValueError("pattern_lock keeps zeros that exist; prune once creates them: use magnitude, "
+                             "snip_momentum or another criterion")
+        if self.start_step is not None and self.end_step is not None and self.end_step < self.start_step:
+            raise ValueError(f"end_step ({self.end_step}) is before start_step ({self.start_step})")
+        return self
+
+    def scheduled(self, steps: int) -> PruningSection:
+        """The INC section with the unset steps filled in for a run of ``steps`` optimizer steps."""
+        start = self.start_step if self.start_step is not None else 0
+        end = self.end_step if self.end_step is not None else max(start, steps // 2)
+        frequency = self.pruning_frequency or max(1, (end - start) // 50)
+        values = self.model_dump(exclude={"pruning_configs"})
+        return PruningSection.model_validate({**values, "start_step": start, "end_step": end,
+                                              "pruning_frequency": frequency,
+                                              "pruning_configs": self.pruning_configs})
+
+
+class PretrainSection(Section):
+    """Prune once (Zafrir et al. 2021): a copy of the model is pruned with INC while it distils from the
+    frozen dense model (or ``teacher``) on unlabeled text, into ``pretrained/``. ``objective: auto``
+    distils masked-LM logits (0.5 * MLM CE + 0.5 * T^2 * KL) when the checkpoint has a masked-LM head,
+    else hidden states (MSE on the last layer's, or on ``all`` layers')."""
+
+    text_files: list[str] = Field(default_factory=list)
+    dataset: str | None = None
+    dataset_config: str | None = None
+    text_column: str = "text"
+    max_seq_length: int = Field(default=128, ge=8, le=4096)
+    max_samples: int | None = Field(default=None, gt=0)
+    eval_samples: int = Field(default=256, ge=1)
+    objective: Literal["auto", "mlm", "hidden_states"] = "auto"
+    hidden_layers: Literal["last", "all"] = "last"
+    mlm_probability: float = Field(default=0.15, gt=0.0, lt=1.0)
+    teacher: str | None = None
+    temperature: float = Field(default=2.0, gt=0.0)
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    pruning: PretrainPruning = Field(default_factory=PretrainPruning)
+    training: TrainingSection = Field(default_factory=lambda: TrainingSection())
+
+    @model_validator(mode="after")
+    def _has_text(self) -> PretrainSection:
+        if not self.text_files and not self.dataset:
+            raise ValueError("give `text_files` (local .txt/.csv/.tsv/.jsonl/SQuAD .json) or a hub `dataset`")
+        return self
+
+
 class OpSetting(Section):
     dtype: list[Literal["fp32", "int8"]] = Field(min_length=1)
 
@@ -244,13 +310,17 @@ class PackageSection(Section):
     max_accuracy_drop: float = Field(default=0.01, ge=0.0)
 
 
+TASK_SECTIONS = ("pruning", "training", "distillation", "quantization", "export", "benchmark", "package")
+
+
 class Recipe(Section):
     """A whole recipe, as :func:`load_recipe` returns it. Sections left out are stages that do not run."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     task: Literal["text-classification", "question-answering"] = "text-classification"
     model: ModelSection
-    data: DataSection
+    pretrain: PretrainSection | None = None
+    data: DataSection | None = None
     pruning: PruningSection | None = None
     training: TrainingSection | None = None
     distillation: DistillationSection | None = None
@@ -264,6 +334,9 @@ class Recipe(Section):
         for section in ("pruning", "distillation"):
             if getattr(self, section) is not None and self.training is None:
                 raise ValueError(f"`{section}` happens during fine-tuning: add a `training` section")
+        if self.data is None and (self.pretrain is None or any(getattr(self, s) is not None for s in TASK_SECTIONS)):
+            raise ValueError("`data` is missing: the task stages need it (a prune-once recipe without a task "
+                             "has only `model` and `pretrain`)")
         return self
 
     _source: str = PrivateAttr(default="<dict>")
@@ -406,20 +479,27 @@ def _resolve_paths(recipe: Recipe, base: Path, lines: yaml_lines.LineMap, origin
         source, line = _where(key, recipe.source, lines, origins)
         raise RecipeError(message, source=source, line=line, key=key)
 
+    def local_file(key: str, value: str) -> str:
+        path = (base / value).expanduser()
+        if not path.is_file():
+            fail(key, f"file not found: {path}")
+        return str(path.resolve())
+
     for key in ("train_file", "validation_file"):
-        value = getattr(recipe.data, key)
+        value = getattr(recipe.data, key, None)
         if value is not None:
-            path = (base / value).expanduser()
-            if not path.is_file():
-                fail(f"data.{key}", f"file not found: {path}")
-            setattr(recipe.data, key, str(path.resolve()))
-    dataset = recipe.data.dataset
+            setattr(recipe.data, key, local_file(f"data.{key}", value))
+    if recipe.pretrain is not None:
+        recipe.pretrain.text_files = [local_file(f"pretrain.text_files[{i}]", value)
+                                      for i, value in enumerate(recipe.pretrain.text_files)]
+    dataset = recipe.data.dataset if recipe.data else None
     if dataset is not None and dataset.startswith("builtin:") and dataset not in BUILTIN_DATASETS:
         fail("data.dataset", f"{dataset!r} is not a built-in dataset; use {', '.join(BUILTIN_DATASETS)}")
-    for key, section in (("model.name_or_path", recipe.model), ("distillation.teacher", recipe.distillation)):
-        if section is None:
-            continue
+    for key, section in (("model.name_or_path", recipe.model), ("distillation.teacher", recipe.distillation),
+                         ("pretrain.teacher", recipe.pretrain)):
         field = key.split(".")[1]
+        if section is None or getattr(section, field) is None:
+            continue
         resolved, problem = _resolve_model_ref(getattr(section, field), base)
         if problem:
             fail(key, problem)

@@ -14,10 +14,19 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     if model:
         rows.append(("model", f"{model['name_or_path']} ({model['architecture']}, "
                               f"{model['parameters'] / 1e6:.1f}M parameters)"))
+    pretrain = report.get("pretrain")
+    if pretrain:
+        checkpoint, training = pretrain["checkpoint"], pretrain["training"]
+        rows.append(("prune once", f"{checkpoint['pruning_type']} {checkpoint['pattern']} to "
+                                   f"{100 * checkpoint['sparsity']:.2f}% (lowest layer "
+                                   f"{100 * checkpoint['min_layer_sparsity']:.2f}%), {training['steps']} steps on "
+                                   f"{pretrain['texts']} texts, {training['seconds']:.0f} s"))
+        rows.append(("prune-once loss", f"{pretrain['loss']}; held-out {pretrain['held_out_loss_before']:.4g} "
+                                        f"(dense) -> {training['history'][-1]['held_out_loss']:.4g}"))
     sparsity = report.get("sparsity")
     if sparsity:
-        rows.append(("sparsity (prunable Linear layers)",
-                     f"{100 * sparsity['overall']:.2f}% (loaded: {100 * sparsity['loaded_overall']:.2f}%)"))
+        loaded = f" (loaded: {100 * sparsity['loaded_overall']:.2f}%)" if "loaded_overall" in sparsity else ""
+        rows.append(("sparsity (prunable Linear layers)", f"{100 * sparsity['overall']:.2f}%{loaded}"))
     training = report.get("training")
     if training:
         rows.append(("fine-tuning", f"{training['steps']} steps, {training['epochs']} epochs, "

@@ -15,8 +15,9 @@ from typing import Any
 from .errors import PofaError
 
 # Everything a run writes at its top level; --force removes these and nothing else.
-RUN_ENTRIES = ("recipe.yaml", "manifest.json", "report.json", "report.md", "train-state", "checkpoint", "openvino-fp32",
-               "openvino", "benchmark", "package", "package.tar.gz", "smoke")
+RUN_ENTRIES = ("recipe.yaml", "manifest.json", "report.json", "report.md", "pretrain-state", "pretrained",
+               "train-state", "checkpoint", "openvino-fp32", "openvino", "benchmark", "package", "package.tar.gz",
+               "smoke")
 MANIFEST_FORMAT = 1
 
 

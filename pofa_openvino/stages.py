@@ -51,14 +51,29 @@ class StageContext:
         return prunable_matcher(self.recipe.pruning or PruningSection())
 
 
+def pretrain(ctx: StageContext) -> StageOutput:
+    """Prune once: the sparse pre-trained checkpoint in ``pretrained/``, which the task stages then start
+    from. Each finished epoch leaves ``pretrain-state/``; a resumed run continues from it."""
+    from .pretrain import prune_once
+
+    state_dir = ctx.run_dir / "pretrain-state"
+    result = prune_once(ctx.recipe.model.name_or_path, ctx.recipe.pretrain, ctx.run_dir / "pretrained", state_dir,
+                        ctx.fingerprint)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return StageOutput(outputs={"model_dir": "pretrained"}, report=result.report)
+
+
 def load(ctx: StageContext) -> StageOutput:
-    """Resolve the model, check the data, and measure the sparsity the checkpoint arrives with."""
+    """Resolve the model (the pruned-once one when the recipe pre-trains), check the data, and measure
+    the sparsity the checkpoint arrives with."""
     from .modeling import load_model, load_tokenizer
     from .prune import sparsity_report
     from .registry import published, resolve_model
 
     recipe = ctx.recipe
-    path = resolve_model(recipe.model.name_or_path)
+    pretrained = ctx.outputs.get("pretrain")
+    path = str(ctx.run_dir / pretrained["model_dir"]) if pretrained else resolve_model(recipe.model.name_or_path)
+    _warn_unlocked(recipe, path)
     data = ctx.data
     load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(path, recipe.task, data.labels, recipe.model.revision, recipe.model.trust_remote_code)
@@ -71,6 +86,17 @@ def load(ctx: StageContext) -> StageOutput:
         "sparsity": {**sparsity, "loaded_overall": sparsity["overall"]},
     }
     return StageOutput(outputs={"model_path": path, "sparsity_overall": sparsity["overall"]}, report=report)
+
+
+def _warn_unlocked(recipe: Recipe, path: str) -> None:
+    """A pruned-once checkpoint fine-tuned without ``pattern_lock`` would regrow its zeros."""
+    from .pretrain import pruned_once
+
+    record = pruned_once(path)
+    if record and recipe.training is not None and (recipe.pruning is None or
+                                                   recipe.pruning.pruning_type != "pattern_lock"):
+        log.warning("%s was pruned once to %.0f%% sparsity; without `pruning: {pruning_type: pattern_lock}` "
+                    "fine-tuning will fill its zeros", path, 100 * record["sparsity"])
 
 
 def train(ctx: StageContext) -> StageOutput:

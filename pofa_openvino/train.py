@@ -1,5 +1,5 @@
-"""Fine-tuning loop for any task: AdamW with linear warmup/decay, gradient accumulation, INC pruning
-hooks, optional logit distillation from a dense teacher, evaluation and a checkpoint per epoch, and
+"""The training loop for any objective (task fine-tuning, prune-once pre-training): AdamW with linear
+warmup/decay, gradient accumulation, INC pruning hooks, an evaluation and a checkpoint per epoch, and
 resume from the last checkpoint after an interruption."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import interrupts
 from .data import TaskData
@@ -88,10 +88,65 @@ def resumable(checkpoint_dir: Path | None, fingerprint: str) -> bool:
     return bool(state and state.is_file() and json.loads(state.read_text())["fingerprint"] == fingerprint)
 
 
+class Objective(Protocol):
+    """What the training loop optimises: its items, how they batch, the loss, and what it reports
+    after each epoch. Task fine-tuning and prune-once pre-training are the two objectives."""
+
+    def train_items(self) -> list[Any]: ...
+
+    def collate(self, items: list[Any]) -> dict[str, Any]: ...
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> Any: ...
+
+    def evaluate(self, model: Any) -> dict[str, float]: ...
+
+
+@dataclass
+class TaskObjective:
+    """Fine-tuning on a task: cross-entropy on its heads, or distillation from a teacher; the task
+    metric on the first evaluation split after each epoch."""
+
+    data: TaskData
+    tokenizer: Any
+    max_length: int
+    eval_batch_size: int
+    teacher: Any = None
+    distillation: Any = None
+
+    def train_items(self) -> list[Any]:
+        return self.data.train_items(self.tokenizer, self.max_length)
+
+    def collate(self, items: list[Any]) -> dict[str, Any]:
+        return self.data.collate(self.tokenizer, items, self.max_length)
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> Any:
+        import torch
+
+        inputs = {k: v for k, v in batch.items() if k not in self.data.targets}
+        teacher_outputs = None
+        if self.teacher is not None:
+            with torch.inference_mode():
+                teacher_outputs = self.teacher(**inputs)
+        return task_loss(self.data, model(**inputs), batch, teacher_outputs, self.distillation)
+
+    def evaluate(self, model: Any) -> dict[str, float]:
+        return evaluate_torch(model, self.tokenizer, self.data, next(iter(self.data.eval)), self.eval_batch_size,
+                              self.max_length)
+
+
 def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_length: int,
               pruning_config: Any = None, teacher: Any = None, distillation: Any = None,
               checkpoint_dir: Path | None = None, fingerprint: str = "") -> TrainResult:
-    """Train ``model`` in place. ``pruning_config`` is an INC ``WeightPruningConfig`` or None.
+    """Train ``model`` in place on a task. ``pruning_config`` is an INC ``WeightPruningConfig`` or None."""
+    if teacher is not None:
+        teacher.eval()
+    objective = TaskObjective(data, tokenizer, max_length, training.per_device_eval_batch_size, teacher, distillation)
+    return train_loop(model, tokenizer, objective, training, pruning_config, checkpoint_dir, fingerprint)
+
+
+def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, pruning_config: Any = None,
+               checkpoint_dir: Path | None = None, fingerprint: str = "") -> TrainResult:
+    """AdamW with linear warmup/decay, accumulation, clipping and INC pruning hooks over ``objective``.
 
     With ``checkpoint_dir``, each finished epoch leaves an HF directory plus optimizer, scheduler,
     pruner and RNG state there; when it already holds a checkpoint of the same ``fingerprint``
@@ -102,7 +157,7 @@ def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_len
     from .prune import PruningHooks
 
     seed_everything(training.seed)
-    items = data.train_items(tokenizer, max_length)
+    items = objective.train_items()
     steps = total_steps(len(items), training)
     accumulation, micro_batch = training.gradient_accumulation_steps, training.per_device_train_batch_size
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
@@ -111,8 +166,6 @@ def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_len
                                    {"params": no_decay, "weight_decay": 0.0}], lr=training.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(training.warmup_ratio * steps), steps)
     hooks = PruningHooks(model, pruning_config) if pruning_config is not None else None
-    if teacher is not None:
-        teacher.eval()
     if hooks:
         hooks.train_begin()
     state = {"step": 0, "epoch": 0, "loss": float("nan"), "history": []}
@@ -121,26 +174,19 @@ def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_len
         log.info("resuming training from the checkpoint of epoch %d (step %d of %d)", state["epoch"],
                  state["step"], steps)
     resumed_from = state["step"]
-    log.info("fine-tuning: %d optimizer steps, effective batch %d (%d x %d accumulation)%s%s", steps,
-             micro_batch * accumulation, micro_batch, accumulation,
-             ", INC pruning" if hooks else "", ", distillation" if teacher is not None else "")
+    log.info("training: %d optimizer steps, effective batch %d (%d x %d accumulation)%s", steps,
+             micro_batch * accumulation, micro_batch, accumulation, ", INC pruning" if hooks else "")
     started = time.perf_counter()
-    with progress("fine-tune", steps, every=training.logging_steps, done=state["step"]) as bar:
+    with progress("train", steps, every=training.logging_steps, done=state["step"]) as bar:
         while state["step"] < steps:
             model.train()
-            for group in _epoch_steps(data, tokenizer, items, micro_batch, accumulation, max_length,
-                                      training.seed + state["epoch"]):
+            for group in _epoch_steps(objective, items, micro_batch, accumulation, training.seed + state["epoch"]):
                 interrupts.check()
                 if hooks:
                     hooks.step_begin(state["step"])
                 running = 0.0
                 for batch in group:
-                    outputs = model(**{k: v for k, v in batch.items() if k not in data.targets})
-                    teacher_outputs = None
-                    if teacher is not None:
-                        with torch.inference_mode():
-                            teacher_outputs = teacher(**{k: v for k, v in batch.items() if k not in data.targets})
-                    loss = task_loss(data, outputs, batch, teacher_outputs, distillation)
+                    loss = objective.loss(model, batch)
                     (loss / len(group)).backward()
                     running += loss.item() / len(group)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
@@ -156,8 +202,7 @@ def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_len
                 if state["step"] == steps:
                     break
             state["epoch"] += 1
-            metrics = evaluate_torch(model, tokenizer, data, next(iter(data.eval)),
-                                     training.per_device_eval_batch_size, max_length)
+            metrics = objective.evaluate(model)
             state["history"].append({"epoch": state["epoch"], "step": state["step"],
                                      "loss": round(state["loss"], 6), **metrics})
             log.info("epoch %d (step %d): loss %.4f, eval %s", state["epoch"], state["step"], state["loss"], metrics)
@@ -175,15 +220,15 @@ def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 
 
-def _epoch_steps(data: TaskData, tokenizer: Any, items: list[Any], micro_batch: int, accumulation: int,
-                 max_length: int, seed: int) -> Iterator[list[dict[str, Any]]]:
+def _epoch_steps(objective: Objective, items: list[Any], micro_batch: int, accumulation: int,
+                 seed: int) -> Iterator[list[dict[str, Any]]]:
     """One epoch as optimizer steps, each a list of up to ``accumulation`` collated micro-batches; the
     order is shuffled by ``seed`` alone, so a resumed epoch sees the batches an uninterrupted one would."""
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     starts = range(0, len(order), micro_batch)
     for first in range(0, len(starts), accumulation):
-        yield [data.collate(tokenizer, [items[i] for i in order[s:s + micro_batch]], max_length)
+        yield [objective.collate([items[i] for i in order[s:s + micro_batch]])
                for s in starts[first:first + accumulation]]
 
 
