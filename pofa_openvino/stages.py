@@ -54,11 +54,15 @@ class StageContext:
 def pretrain(ctx: StageContext) -> StageOutput:
     """Prune once: the sparse pre-trained checkpoint in ``pretrained/``, which the task stages then start
     from. Each finished epoch leaves ``pretrain-state/``; a resumed run continues from it."""
+    from .errors import RecipeError
     from .pretrain import prune_once
 
     state_dir = ctx.run_dir / "pretrain-state"
-    result = prune_once(ctx.recipe.model.name_or_path, ctx.recipe.pretrain, ctx.run_dir / "pretrained", state_dir,
-                        ctx.fingerprint)
+    try:
+        result = prune_once(ctx.recipe.model.name_or_path, ctx.recipe.pretrain, ctx.run_dir / "pretrained",
+                            state_dir, ctx.fingerprint)
+    except RecipeError as error:  # found once the model and text are read: name the recipe file too
+        raise RecipeError(error.detail, source=ctx.recipe.source, key=error.key) from None
     shutil.rmtree(state_dir, ignore_errors=True)
     return StageOutput(outputs={"model_dir": "pretrained"}, report=result.report)
 
