@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -91,6 +92,9 @@ def _setup_logging(debug: bool, quiet: bool) -> None:
     else:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun / accelerate launch rank 0 tells the story
+        level = max(level, logging.WARNING)
+        handler.setFormatter(logging.Formatter(f"[rank {os.environ['RANK']}] %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -106,6 +110,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     result = run(args.recipe, output_dir=args.output, resume=args.resume, force=args.force,
                  overrides=args.overrides, smoke=args.smoke)
+    if result.rank != 0:
+        return 0
     table = Table(title=f"{result.report['recipe']['name']}: results", show_header=False)
     for name, value in summary_rows(result.report):
         table.add_row(name, value)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .data import TaskData
+from .distributed import to_device
 
 Predictor = Callable[[dict[str, Any]], dict[str, Any]]  # a collated batch (no targets) -> outputs by head
 
@@ -39,8 +40,8 @@ def torch_predictor(model: Any) -> Predictor:
     def predict(batch: dict[str, Any]) -> dict[str, Any]:
         model.eval()
         with torch.inference_mode():
-            result = model(**batch)
-        return {name: value.float().numpy() for name, value in result.items() if hasattr(value, "numpy")}
+            result = model(**to_device(batch, model.device))
+        return {name: value.float().cpu().numpy() for name, value in result.items() if hasattr(value, "numpy")}
 
     return predict
 

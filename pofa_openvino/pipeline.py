@@ -20,6 +20,7 @@ import yaml
 from . import report as report_md
 from . import stages
 from .bench import versions
+from .distributed import World, join
 from .errors import PofaError, RecipeError, StageError
 from .recipe import Recipe, load_recipe
 from .rundir import MANIFEST_FORMAT, claim, read_json, sha256_tree, write_json, write_text
@@ -36,12 +37,14 @@ class Stage:
     sections: tuple[str, ...]
     run: Callable[[stages.StageContext], stages.StageOutput]
     enabled: Callable[[Recipe], bool] = lambda recipe: True
+    collective: bool = False  # run by every training process (under torchrun / accelerate launch)
 
 
 STAGES = (
-    Stage("pretrain", ("model", "pretrain"), stages.pretrain, lambda r: r.pretrain is not None),
+    Stage("pretrain", ("model", "pretrain"), stages.pretrain, lambda r: r.pretrain is not None, collective=True),
     Stage("load", ("task", "model", "data"), stages.load, lambda r: r.data is not None),
-    Stage("train", ("training", "pruning", "distillation"), stages.train, lambda r: r.training is not None),
+    Stage("train", ("training", "pruning", "distillation"), stages.train, lambda r: r.training is not None,
+          collective=True),
     Stage("evaluate", (), stages.evaluate, lambda r: r.data is not None),
     Stage("export", (), stages.export, lambda r: r.quantization is not None or r.export is not None),
     Stage("quantize", ("quantization", "export"), stages.quantize,
@@ -58,6 +61,7 @@ class RunResult:
     manifest: dict[str, Any]
     ran: list[str]
     reused: list[str]
+    rank: int = 0  # another rank than 0 only took part in the training stages: no report, no manifest
 
 
 def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | None = None,
@@ -66,8 +70,20 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
     """Run every enabled stage of ``recipe`` into ``output_dir`` (default ``runs/<name>``).
 
     ``pruning`` is an INC ``WeightPruningConfig`` that replaces the recipe's ``pruning`` section.
-    ``smoke`` swaps in a tiny model and a few generated rows of the task's format (no hub, a minute)."""
+    ``smoke`` swaps in a tiny model and a few generated rows of the task's format (no hub, a minute).
+
+    Launched by ``torchrun`` or ``accelerate launch``, every process calls this: rank 0 runs the
+    pipeline and the others join it for the training stages."""
     spec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    world = join()
+    if not world.is_main:
+        return _follow(world)
+    with _Orders(world) as orders:
+        return _lead(spec, orders, output_dir, resume, force, pruning, smoke)
+
+
+def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: bool, force: bool, pruning: Any,
+          smoke: bool) -> RunResult:
     if pruning is not None:
         from .prune import section_from_inc
 
@@ -85,9 +101,11 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
         _refuse_unsupported(spec)
     manifest = _new_manifest(spec, previous)
     write_text(run_dir / "recipe.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    ctx = stages.StageContext(recipe=spec, run_dir=run_dir, outputs={})
+    ctx = stages.StageContext(recipe=spec, run_dir=run_dir, outputs={}, world=orders.world)
     fingerprint, ran, reused = _input_fingerprint(spec, manifest), [], []
-    for stage in (s for s in STAGES if s.enabled(spec)):
+    enabled = [s for s in STAGES if s.enabled(spec)]
+    last_collective = max((i for i, s in enumerate(enabled) if s.collective), default=-1)
+    for index, stage in enumerate(enabled):
         fingerprint = _fingerprint(stage, spec, fingerprint)
         old = (previous or {}).get("stages", {}).get(stage.name, {})
         if old.get("status") == "done" and old.get("fingerprint") == fingerprint:
@@ -96,10 +114,48 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
             ctx.outputs[stage.name] = old["outputs"]
             reused.append(stage.name)
         else:
+            if stage.collective:
+                orders.send(stage.name, spec, run_dir, ctx.outputs, fingerprint)
             _run_stage(stage, ctx, manifest, fingerprint, run_dir)
             ran.append(stage.name)
+        if index == last_collective:
+            orders.release()  # the other processes are done: what follows runs here alone
         report = ctx.report = _write_report(run_dir, manifest, spec)
     return RunResult(run_dir=run_dir, report=report, manifest=manifest, ran=ran, reused=reused)
+
+
+class _Orders:
+    """Rank 0 tells the other processes which collective stage to run with it, then releases them
+    (also when it fails before that, so none waits for an order that will not come)."""
+
+    def __init__(self, world: World):
+        self.world, self.open = world, world.size > 1
+
+    def send(self, stage: str, spec: Recipe, run_dir: Path, outputs: dict[str, Any], fingerprint: str) -> None:
+        self.world.broadcast((stage, spec, run_dir, outputs, fingerprint))
+
+    def release(self) -> None:
+        if self.open:
+            self.world.broadcast(None)
+            self.open = False
+
+    def __enter__(self) -> _Orders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _follow(world: World) -> RunResult:
+    """A rank other than 0: run each collective stage rank 0 orders, with its inputs, until released."""
+    ran, run_dir = [], Path()
+    while (order := world.broadcast()) is not None:
+        name, spec, run_dir, outputs, fingerprint = order
+        stage = next(s for s in STAGES if s.name == name)
+        stage.run(stages.StageContext(recipe=spec, run_dir=run_dir, outputs=outputs, fingerprint=fingerprint,
+                                      world=world))
+        ran.append(name)
+    return RunResult(run_dir=run_dir, report={}, manifest={}, ran=ran, reused=[], rank=world.rank)
 
 
 def benchmark_run(run_dir: Path, settings: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .distributed import SOLO, World, to_device
 from .errors import RecipeError
 from .recipe import PretrainSection
 
@@ -73,7 +74,7 @@ class _TextDistillation:
         was_training = model.training
         model.eval()
         with torch.inference_mode():
-            losses = [float(self.loss(model, batch)) for batch in self._eval_batches]
+            losses = [float(self.loss(model, to_device(batch, model.device))) for batch in self._eval_batches]
         model.train(was_training)
         return {"held_out_loss": round(sum(losses) / len(losses), 6)}
 
@@ -157,9 +158,10 @@ class PretrainResult:
 
 
 def prune_once(model: str, section: PretrainSection, out_dir: str | Path, state_dir: Path | None = None,
-               fingerprint: str = "") -> PretrainResult:
+               fingerprint: str = "", world: World = SOLO) -> PretrainResult:
     """Prune a copy of ``model`` (hub id, local directory or ``offline:<name>``) to the section's target
-    while it distils from the dense model, and save the sparse checkpoint to ``out_dir``.
+    while it distils from the dense model, and save the sparse checkpoint to ``out_dir`` (rank 0 of
+    ``world`` saves; every rank trains).
 
     ``state_dir`` holds the epoch checkpoint a resumed run continues from (same ``fingerprint``)."""
     from .data.text import load_texts
@@ -177,7 +179,7 @@ def prune_once(model: str, section: PretrainSection, out_dir: str | Path, state_
     random.Random(training.seed).shuffle(texts)
     held = min(section.eval_samples, max(1, len(texts) // 10))
     held_out, texts = texts[:held], texts[held:]
-    steps = total_steps(len(texts), training)
+    steps = total_steps(len(texts), training, world.size)
     pruning = section.pruning.scheduled(steps)
     _check_schedule(pruning, steps)
     resume = resumable(state_dir, fingerprint)
@@ -189,7 +191,7 @@ def prune_once(model: str, section: PretrainSection, out_dir: str | Path, state_
              len(texts), len(held_out), steps, pruning.pruning_type, pruning.pattern, 100 * pruning.target_sparsity,
              pruning.start_step, pruning.end_step)
     before = objective.evaluate(student)
-    result = train_loop(student, tokenizer, objective, training, inc_config(pruning), state_dir, fingerprint)
+    result = train_loop(student, tokenizer, objective, training, inc_config(pruning), state_dir, fingerprint, world)
     prunable = prunable_matcher(pruning)
     sparsity = sparsity_report(student, prunable)
     layers = [layer["zero_fraction"] for layer in sparsity["layers"] if layer["prunable"]]
@@ -198,9 +200,10 @@ def prune_once(model: str, section: PretrainSection, out_dir: str | Path, state_
               "sparsity": sparsity["overall"], "min_layer_sparsity": min(layers, default=0.0),
               "pruning_type": pruning.pruning_type, "objective": kind, "steps": result.steps}
     student.config.update({CONFIG_KEY: record})
-    with staged_dir(Path(out_dir)) as out:
-        student.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+    if world.is_main:
+        with staged_dir(Path(out_dir)) as out:
+            student.save_pretrained(out)
+            tokenizer.save_pretrained(out)
     log.info("prune once: %.2f%% sparse (lowest layer %.2f%%), held-out loss %s -> %s; saved %s",
              100 * sparsity["overall"], 100 * record["min_layer_sparsity"], before["held_out_loss"],
              result.history[-1]["held_out_loss"], out_dir)

@@ -148,7 +148,10 @@ class DistillationSection(Section):
 
 
 class TrainingSection(Section):
-    """Fine-tuning loop settings, named as Hugging Face ``TrainingArguments`` names them."""
+    """Training loop settings, named as Hugging Face ``TrainingArguments`` names them. Under ``torchrun``
+    or ``accelerate launch`` each process takes ``per_device_train_batch_size`` examples per micro-batch.
+    ``device: auto`` trains on this rank's GPU when CUDA is available; ``mixed_precision: auto`` is bf16
+    on GPUs that support it and off on the CPU."""
 
     num_train_epochs: float = Field(default=3.0, gt=0.0)
     max_steps: int = Field(default=-1, ge=-1)
@@ -161,6 +164,8 @@ class TrainingSection(Section):
     max_grad_norm: float = Field(default=1.0, gt=0.0)
     seed: int = 42
     logging_steps: int = Field(default=10, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: Literal["auto", "no", "bf16"] = "auto"
 
     @field_validator("max_steps")
     @classmethod

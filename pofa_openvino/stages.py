@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .distributed import SOLO, World
 from .recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class StageContext:
     outputs: dict[str, dict[str, Any]]
     fingerprint: str = ""  # of the stage now running: what its own partial state must match to be resumed
     report: dict[str, Any] = field(default_factory=dict)  # report.json as the finished stages left it
+    world: World = SOLO  # the training processes (training stages run on all of them; rank 0 writes)
 
     @cached_property
     def data(self) -> Any:
@@ -60,10 +62,11 @@ def pretrain(ctx: StageContext) -> StageOutput:
     state_dir = ctx.run_dir / "pretrain-state"
     try:
         result = prune_once(ctx.recipe.model.name_or_path, ctx.recipe.pretrain, ctx.run_dir / "pretrained",
-                            state_dir, ctx.fingerprint)
+                            state_dir, ctx.fingerprint, ctx.world)
     except RecipeError as error:  # found once the model and text are read: name the recipe file too
         raise RecipeError(error.detail, source=ctx.recipe.source, key=error.key) from None
-    shutil.rmtree(state_dir, ignore_errors=True)
+    if ctx.world.is_main:
+        shutil.rmtree(state_dir, ignore_errors=True)
     return StageOutput(outputs={"model_dir": "pretrained"}, report=result.report)
 
 
@@ -121,11 +124,12 @@ def train(ctx: StageContext) -> StageOutput:
     teacher = _teacher(recipe, ctx.data) if recipe.distillation is not None else None
     pruning = inc_config(recipe.pruning) if recipe.pruning is not None else None
     result = fine_tune(model, tokenizer, ctx.data, recipe.training, recipe.data.max_seq_length, pruning,
-                       teacher, recipe.distillation, state_dir, ctx.fingerprint)
-    with staged_dir(ctx.run_dir / "checkpoint") as out:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-    shutil.rmtree(state_dir, ignore_errors=True)
+                       teacher, recipe.distillation, state_dir, ctx.fingerprint, ctx.world)
+    if ctx.world.is_main:
+        with staged_dir(ctx.run_dir / "checkpoint") as out:
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+        shutil.rmtree(state_dir, ignore_errors=True)
     sparsity = sparsity_report(model, ctx.prunable())
     report = {"training": vars(result),
               "sparsity": {**sparsity, "loaded_overall": ctx.outputs["load"]["sparsity_overall"]}}

@@ -10,12 +10,14 @@ import math
 import random
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from . import interrupts
 from .data import TaskData
+from .distributed import SOLO, World, bf16, device, to_device
 from .evaluate import evaluate_torch
 from .progress import progress
 from .rundir import staged_dir, write_json
@@ -34,6 +36,11 @@ class TrainResult:
     seconds: float
     resumed_from_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    device: str = "cpu"
+    mixed_precision: str = "no"
+    processes: int = 1
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # what each process trained on (several only)
+    masks_identical: bool | None = None  # the zero pattern, compared across processes (several only)
 
 
 def distillation_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float,
@@ -62,15 +69,20 @@ def task_loss(data: TaskData, outputs: Any, batch: dict[str, Any], teacher_outpu
     return sum(losses) / len(losses)
 
 
-def total_steps(n_items: int, training: Any) -> int:
+def total_steps(n_items: int, training: Any, processes: int = 1) -> int:
     """Optimizer steps the run will take (what INC's start/end steps count)."""
     if training.max_steps > 0:
         return training.max_steps
-    return max(1, math.ceil(training.num_train_epochs * steps_per_epoch(n_items, training)))
+    return max(1, math.ceil(training.num_train_epochs * steps_per_epoch(n_items, training, processes)))
 
 
-def steps_per_epoch(n_items: int, training: Any) -> int:
-    return math.ceil(n_items / (training.per_device_train_batch_size * training.gradient_accumulation_steps))
+def steps_per_epoch(n_items: int, training: Any, processes: int = 1) -> int:
+    return math.ceil(n_items / effective_batch_size(training, processes))
+
+
+def effective_batch_size(training: Any, processes: int = 1) -> int:
+    """Examples per optimizer step: per-device batch x processes x accumulation."""
+    return training.per_device_train_batch_size * processes * training.gradient_accumulation_steps
 
 
 def seed_everything(seed: int) -> None:
@@ -91,6 +103,8 @@ def resumable(checkpoint_dir: Path | None, fingerprint: str) -> bool:
 class Objective(Protocol):
     """What the training loop optimises: its items, how they batch, the loss, and what it reports
     after each epoch. Task fine-tuning and prune-once pre-training are the two objectives."""
+
+    teacher: Any  # a frozen model the loss reads, or None; the loop puts it on the training device
 
     def train_items(self) -> list[Any]: ...
 
@@ -136,29 +150,35 @@ class TaskObjective:
 
 def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_length: int,
               pruning_config: Any = None, teacher: Any = None, distillation: Any = None,
-              checkpoint_dir: Path | None = None, fingerprint: str = "") -> TrainResult:
+              checkpoint_dir: Path | None = None, fingerprint: str = "", world: World = SOLO) -> TrainResult:
     """Train ``model`` in place on a task. ``pruning_config`` is an INC ``WeightPruningConfig`` or None."""
     if teacher is not None:
         teacher.eval()
     objective = TaskObjective(data, tokenizer, max_length, training.per_device_eval_batch_size, teacher, distillation)
-    return train_loop(model, tokenizer, objective, training, pruning_config, checkpoint_dir, fingerprint)
+    return train_loop(model, tokenizer, objective, training, pruning_config, checkpoint_dir, fingerprint, world)
 
 
 def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, pruning_config: Any = None,
-               checkpoint_dir: Path | None = None, fingerprint: str = "") -> TrainResult:
-    """AdamW with linear warmup/decay, accumulation, clipping and INC pruning hooks over ``objective``.
+               checkpoint_dir: Path | None = None, fingerprint: str = "", world: World = SOLO) -> TrainResult:
+    """AdamW with linear warmup/decay, accumulation, clipping and INC pruning hooks over ``objective``,
+    on ``training.device``; with several processes (``world``), PyTorch DDP over shards of each step.
 
     With ``checkpoint_dir``, each finished epoch leaves an HF directory plus optimizer, scheduler,
-    pruner and RNG state there; when it already holds a checkpoint of the same ``fingerprint``
-    (and ``model`` was loaded from it), training continues after that epoch."""
+    pruner and RNG state there (written by rank 0); when it already holds a checkpoint of the same
+    ``fingerprint`` (and ``model`` was loaded from it), training continues after that epoch."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
     from .prune import PruningHooks
 
     seed_everything(training.seed)
+    where = device(training.device, world)
+    autocast = bf16(training.mixed_precision, where)
+    model.to(where)  # before INC prepares its masks, which live beside the weights
+    if objective.teacher is not None:
+        objective.teacher.to(where)
     items = objective.train_items()
-    steps = total_steps(len(items), training)
+    steps = total_steps(len(items), training, world.size)
     accumulation, micro_batch = training.gradient_accumulation_steps, training.per_device_train_batch_size
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
@@ -168,27 +188,37 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
     hooks = PruningHooks(model, pruning_config) if pruning_config is not None else None
     if hooks:
         hooks.train_begin()
-    state = {"step": 0, "epoch": 0, "loss": float("nan"), "history": []}
+    state = {"step": 0, "epoch": 0, "loss": float("nan"), "history": [], "processes": world.size}
     if resumable(checkpoint_dir, fingerprint):
-        state = _restore(checkpoint_dir, optimizer, scheduler, hooks)
+        state = _restore(checkpoint_dir, optimizer, scheduler, hooks, where, world)
         log.info("resuming training from the checkpoint of epoch %d (step %d of %d)", state["epoch"],
                  state["step"], steps)
-    resumed_from = state["step"]
-    log.info("training: %d optimizer steps, effective batch %d (%d x %d accumulation)%s", steps,
-             micro_batch * accumulation, micro_batch, accumulation, ", INC pruning" if hooks else "")
+    resumed_from, examples = state["step"], 0
+    batch_size = effective_batch_size(training, world.size)
+    log.info("training on %s%s: %d optimizer steps, effective batch %d (%d per device x %d processes x %d "
+             "accumulation)%s", where, ", bf16 autocast" if autocast else "", steps, batch_size, micro_batch,
+             world.size, accumulation, ", INC pruning" if hooks else "")
+    trained = _parallel(model, where, world)
     started = time.perf_counter()
     with progress("train", steps, every=training.logging_steps, done=state["step"]) as bar:
         while state["step"] < steps:
             model.train()
-            for group in _epoch_steps(objective, items, micro_batch, accumulation, training.seed + state["epoch"]):
+            for group in _epoch_steps(objective, items, micro_batch, accumulation, training.seed + state["epoch"],
+                                      world):
                 interrupts.check()
                 if hooks:
                     hooks.step_begin(state["step"])
                 running = 0.0
-                for batch in group:
-                    loss = objective.loss(model, batch)
-                    (loss / len(group)).backward()
+                for index, batch in enumerate(group):
+                    # Under DDP, gradients are averaged across processes once per step, on the last micro-batch.
+                    sync = nullcontext() if world.size == 1 or index == len(group) - 1 else trained.no_sync()
+                    with sync:
+                        with torch.autocast(where.type, dtype=torch.bfloat16, enabled=autocast):
+                            loss = objective.loss(trained, to_device(batch, where))
+                        (loss / len(group)).backward()
                     running += loss.item() / len(group)
+                    examples += len(next(iter(batch.values())))
+                running = world.mean(running)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
                 if hooks:
                     hooks.before_optimizer_step()
@@ -202,30 +232,76 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
                 if state["step"] == steps:
                     break
             state["epoch"] += 1
-            metrics = objective.evaluate(model)
+            metrics = world.broadcast(objective.evaluate(model) if world.is_main else None)
             state["history"].append({"epoch": state["epoch"], "step": state["step"],
                                      "loss": round(state["loss"], 6), **metrics})
             log.info("epoch %d (step %d): loss %.4f, eval %s", state["epoch"], state["step"], state["loss"], metrics)
-            if checkpoint_dir is not None and state["step"] < steps:
+            if checkpoint_dir is not None and state["step"] < steps and world.is_main:
                 _save(checkpoint_dir, model, tokenizer, optimizer, scheduler, hooks, state, fingerprint)
     if hooks:
         hooks.train_end()
-    return TrainResult(steps=state["step"], epochs=round(state["step"] * micro_batch * accumulation / len(items), 3),
-                       effective_batch_size=micro_batch * accumulation, final_loss=round(state["loss"], 6),
-                       seconds=round(time.perf_counter() - started, 2), resumed_from_step=resumed_from,
-                       history=state["history"])
+    result = TrainResult(steps=state["step"], epochs=round(state["step"] * batch_size / len(items), 3),
+                         effective_batch_size=batch_size, final_loss=round(state["loss"], 6),
+                         seconds=round(time.perf_counter() - started, 2), resumed_from_step=resumed_from,
+                         history=state["history"], device=where.type, mixed_precision="bf16" if autocast else "no",
+                         processes=world.size)
+    if world.size > 1:
+        _agree_across_ranks(model, world, result, examples)
+    return result
+
+
+def _parallel(model: Any, where: Any, world: World) -> Any:
+    """``model`` itself, or wrapped in DDP when several processes train it. Unused parameters are allowed:
+    a headless encoder's pooler, for one, gets no gradient from a hidden-state loss."""
+    if world.size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[where.index] if where.type == "cuda" else None,
+                                   find_unused_parameters=True)
+
+
+def _agree_across_ranks(model: Any, world: World, result: TrainResult, examples: int) -> None:
+    """Every rank's share of the work, and proof that all of them hold the same zero pattern."""
+    import hashlib
+
+    from .errors import PofaError
+    from .prune import linear_weights
+
+    digest = hashlib.sha256()
+    for name, weight in sorted(linear_weights(model).items()):
+        digest.update(name.encode() + (weight == 0).cpu().numpy().tobytes())
+    ranks = world.gather({"rank": world.rank, "examples": examples, "steps": result.steps,
+                          "zero_pattern_sha256": digest.hexdigest()})
+    result.ranks = ranks
+    result.masks_identical = len({r["zero_pattern_sha256"] for r in ranks}) == 1
+    if not result.masks_identical:
+        raise PofaError("the pruning masks differ across processes: " + ", ".join(
+            f"rank {r['rank']} {r['zero_pattern_sha256'][:12]}" for r in ranks))
+    log.info("%d processes trained (%s examples); zero pattern identical on every rank", world.size,
+             "/".join(str(r["examples"]) for r in ranks))
 
 
 def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 
 
-def _epoch_steps(objective: Objective, items: list[Any], micro_batch: int, accumulation: int,
-                 seed: int) -> Iterator[list[dict[str, Any]]]:
+def _epoch_steps(objective: Objective, items: list[Any], micro_batch: int, accumulation: int, seed: int,
+                 world: World = SOLO) -> Iterator[list[dict[str, Any]]]:
     """One epoch as optimizer steps, each a list of up to ``accumulation`` collated micro-batches; the
-    order is shuffled by ``seed`` alone, so a resumed epoch sees the batches an uninterrupted one would."""
+    order is shuffled by ``seed`` alone, so a resumed epoch sees the batches an uninterrupted one would.
+
+    With several processes, each global micro-batch of ``micro_batch x processes`` examples is split
+    between them in rank order (so N processes see what one process with N-fold accumulation sees),
+    and the epoch is padded from its start, as ``DistributedSampler`` does, so every rank takes the same
+    number of steps."""
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
+    if world.size > 1:
+        share = micro_batch * world.size
+        order = [order[i % len(order)] for i in range(math.ceil(len(order) / share) * share)]
+        order = [i for start in range(0, len(order), share)
+                 for i in order[start + world.rank * micro_batch:start + (world.rank + 1) * micro_batch]]
     starts = range(0, len(order), micro_batch)
     for first in range(0, len(starts), accumulation):
         yield [objective.collate([items[i] for i in order[s:s + micro_batch]])
@@ -249,18 +325,25 @@ def _save(checkpoint_dir: Path, model: Any, tokenizer: Any, optimizer: Any, sche
     log.info("epoch %d checkpoint: %s", state["epoch"], checkpoint_dir)
 
 
-def _restore(checkpoint_dir: Path, optimizer: Any, scheduler: Any, hooks: Any) -> dict[str, Any]:
+def _restore(checkpoint_dir: Path, optimizer: Any, scheduler: Any, hooks: Any, where: Any,
+             world: World) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    saved = torch.load(checkpoint_dir / "training_state.pt", weights_only=False)
+    from .errors import PofaError
+
+    state = json.loads((checkpoint_dir / STATE_FILE).read_text())
+    if state.get("processes", 1) != world.size:
+        raise PofaError(f"{checkpoint_dir} was written by {state.get('processes', 1)} training processes and this "
+                        f"run has {world.size}: the effective batch would change mid-run. Resume with "
+                        f"{state.get('processes', 1)} processes, or remove {checkpoint_dir} to start training over")
+    saved = torch.load(checkpoint_dir / "training_state.pt", weights_only=False, map_location=where)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     if hooks:
         hooks.load_state_dict(saved["pruning"])
-    torch.set_rng_state(saved["rng"]["torch"])
+    torch.set_rng_state(saved["rng"]["torch"].cpu())
     np.random.set_state(saved["rng"]["numpy"])
     random.setstate(saved["rng"]["python"])
-    state = json.loads((checkpoint_dir / STATE_FILE).read_text())
     state.pop("fingerprint")
     return state

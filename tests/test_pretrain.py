@@ -21,7 +21,8 @@ def texts(tmp_path_factory) -> Path:
     train, evaluation = sentiment()
     folder = tmp_path_factory.mktemp("texts")
     (folder / "lines.txt").write_text("\n".join(e.texts[0] for e in train[:60]) + "\n")
-    (folder / "rows.tsv").write_text("sentence\tlabel\n" + "".join(f"{e.texts[0]}\t{e.label}\n" for e in evaluation[:40]))
+    rows = "".join(f"{e.texts[0]}\t{e.label}\n" for e in evaluation[:40])
+    (folder / "rows.tsv").write_text("sentence\tlabel\n" + rows)
     return folder
 
 
