@@ -248,6 +248,11 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
         raise PofaError(f"{args.directory}: no recipes (*.yaml) there")
     for path in paths:
         spec = load_recipe(path)
+        if spec.data is None:
+            target = spec.pretrain.pruning.target_sparsity
+            table.add_row(path.name, spec.model.name_or_path, "prune once (sparse pre-trained model)",
+                          f"{100 * target:.0f}% sparse checkpoint")
+            continue
         metrics = expected.get(spec.name) or published(spec.model.name_or_path, spec.data.dataset, spec.task) or {}
         table.add_row(path.name, spec.model.name_or_path, f"{spec.task} ({spec.data.dataset or 'local files'})",
                       ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()) or "-")

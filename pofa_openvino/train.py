@@ -198,7 +198,7 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
     log.info("training on %s%s: %d optimizer steps, effective batch %d (%d per device x %d processes x %d "
              "accumulation)%s", where, ", bf16 autocast" if autocast else "", steps, batch_size, micro_batch,
              world.size, accumulation, ", INC pruning" if hooks else "")
-    trained = _parallel(model, where, world)
+    trained = _parallel(model, objective, items[:micro_batch], where, world)
     started = time.perf_counter()
     with progress("train", steps, every=training.logging_steps, done=state["step"]) as bar:
         while state["step"] < steps:
@@ -250,15 +250,27 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
     return result
 
 
-def _parallel(model: Any, where: Any, world: World) -> Any:
-    """``model`` itself, or wrapped in DDP when several processes train it. Unused parameters are allowed:
-    a headless encoder's pooler, for one, gets no gradient from a hidden-state loss."""
+def _parallel(model: Any, objective: Objective, probe: list[Any], where: Any, world: World) -> Any:
+    """``model`` itself, or wrapped in DDP when several processes train it.
+
+    DDP expects a gradient for every trainable parameter at every step. A probe step (its RNG draws
+    undone) finds those that never get one, such as a headless encoder's pooler under a hidden-state
+    loss, and freezes them: the optimizer skips them anyway, and DDP need not search the graph each step."""
     if world.size == 1:
         return model
+    import torch
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[where.index] if where.type == "cuda" else None,
-                                   find_unused_parameters=True)
+    with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):
+        objective.loss(model, to_device(objective.collate(probe), where)).backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for name, parameter in model.named_parameters():
+        parameter.grad = None
+        if name in unused:
+            parameter.requires_grad_(False)
+    if unused:
+        log.info("frozen under DDP (no gradient reaches them): %s", ", ".join(unused))
+    return DistributedDataParallel(model, device_ids=[where.index] if where.type == "cuda" else None)
 
 
 def _agree_across_ranks(model: Any, world: World, result: TrainResult, examples: int) -> None:
