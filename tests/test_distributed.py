@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo) launched by torchrun, as a user launches them: both ranks train their shard,
+"""Two CPU processes (gloo) launched by torchrun or accelerate, as a user launches them: both ranks train their shard,
 the INC masks agree, rank 0 alone writes the run, and the result is a one-process run's with the same
 effective batch. A two-process run stopped mid-training resumes from its epoch checkpoint."""
 
@@ -43,18 +43,27 @@ def recipe(model_dir: Path, epochs: int = 3, **training) -> dict:
     return spec
 
 
-def torchrun(spec: dict, tmp_path: Path, out: Path, *extra: str, **popen) -> subprocess.Popen:
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
+    # --multi_gpu is accelerate's torchrun-style launcher; with no GPU here the ranks train on the CPU (gloo).
+    "accelerate": [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"],
+}
+
+
+def launch(spec: dict, tmp_path: Path, out: Path, *extra: str, launcher: str = "torchrun",
+           **popen) -> subprocess.Popen:
     path = tmp_path / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "pofa_openvino.cli", "run", str(path), "-o", str(out), *extra]
+    command = [*LAUNCHERS[launcher], "-m", "pofa_openvino.cli", "run", str(path), "-o", str(out), *extra]
     return subprocess.Popen(command, cwd=tmp_path, env=env, **popen)
 
 
-def test_two_processes_train_like_one_with_the_same_effective_batch(no_dropout_bert, tmp_path):
-    launched = torchrun(recipe(no_dropout_bert), tmp_path, tmp_path / "ddp", stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT, text=True)
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_two_processes_train_like_one_with_the_same_effective_batch(launcher, no_dropout_bert, tmp_path):
+    launched = launch(recipe(no_dropout_bert), tmp_path, tmp_path / "ddp", launcher=launcher,
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output, _ = launched.communicate(timeout=300)
     assert launched.returncode == 0, output
     report = json.loads((tmp_path / "ddp" / "report.json").read_text())
@@ -83,7 +92,7 @@ def test_two_processes_train_like_one_with_the_same_effective_batch(no_dropout_b
 
 def test_a_stopped_two_process_run_resumes_from_its_epoch_checkpoint(no_dropout_bert, tmp_path):
     spec, out = recipe(no_dropout_bert, epochs=40), tmp_path / "run"
-    launched = torchrun(spec, tmp_path, out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launched = launch(spec, tmp_path, out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = out / "train-state" / "trainer_state.json"
     deadline = time.monotonic() + 240
     while not state.is_file() and launched.poll() is None and time.monotonic() < deadline:
@@ -97,7 +106,7 @@ def test_a_stopped_two_process_run_resumes_from_its_epoch_checkpoint(no_dropout_
     with pytest.raises(PofaError, match="written by 2 training processes and this run has 1"):
         run(tmp_path / "tiny.yaml", output_dir=out, resume=True)
 
-    resumed = torchrun(spec, tmp_path, out, "--resume", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    resumed = launch(spec, tmp_path, out, "--resume", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     training = json.loads((out / "report.json").read_text())["training"]
