@@ -12,8 +12,10 @@ from .recipe import Recipe, load_recipe
 
 if TYPE_CHECKING:
     from .pipeline import RunResult, run
+    from .pretrain import prune_once
 
-__all__ = ["DataError", "PofaError", "Recipe", "RecipeError", "RunResult", "StageError", "load_recipe", "run"]
+__all__ = ["DataError", "PofaError", "Recipe", "RecipeError", "RunResult", "StageError", "load_recipe", "prune_once",
+           "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name == "prune_once":
+        from .pretrain import prune_once
+
+        return prune_once
     raise AttributeError(f"module 'pofa_openvino' has no attribute {name!r}")
