@@ -25,12 +25,15 @@ def smoke_recipe(spec: Recipe, workdir: Path) -> Recipe:
     sentences = [e.texts[0] for e in train + evaluation]
     words = sorted({w for s in sentences for w in s.split()} | {"what", "who", "is", "?"})
     model_dir = make_tiny_model(_architecture(spec), workdir / "model", words)
-    data = (_squad(workdir, sentences, spec) if spec.task == "question-answering"
-            else _classification(workdir, sentences, spec))
     update: dict[str, object] = {
         "model": spec.model.model_copy(update={"name_or_path": str(model_dir), "revision": None}),
-        "data": data,
     }
+    if spec.pretrain is not None:
+        update["pretrain"] = _pretrain(workdir, sentences, spec, model_dir)
+    data = None
+    if spec.data is not None:
+        data = update["data"] = (_squad(workdir, sentences, spec) if spec.task == "question-answering"
+                                 else _classification(workdir, sentences, spec))
     if spec.training is not None:
         update["training"] = spec.training.model_copy(update={"max_steps": 4, "per_device_train_batch_size": 8,
                                                                "per_device_eval_batch_size": 8, "logging_steps": 2})
@@ -48,6 +51,24 @@ def smoke_recipe(spec: Recipe, workdir: Path) -> Recipe:
         update["benchmark"] = spec.benchmark.model_copy(update={"sequence_lengths": [16], "duration_s": 0.05,
                                                                 "threads": 1})
     return spec.model_copy(update=update)
+
+
+def _pretrain(workdir: Path, sentences: list[str], spec: Recipe, model_dir: Path):
+    """Unlabeled text from the generated sentences, a few steps, the same objective and pruning kind
+    (a masked-LM head on the tiny model when the recipe asks for ``mlm``)."""
+    from .pretrain import load_encoder
+
+    section = spec.pretrain
+    if section.objective == "mlm":
+        load_encoder(str(model_dir), "mlm").save_pretrained(model_dir)
+    texts = workdir / "texts.txt"
+    texts.write_text("\n".join(sentences[:ROWS * 2]) + "\n", encoding="utf-8")
+    pruning = section.pruning.model_copy(update={"start_step": None, "end_step": None, "pruning_frequency": 1})
+    training = section.training.model_copy(update={"max_steps": 8, "per_device_train_batch_size": 8,
+                                                   "logging_steps": 2})
+    return section.model_copy(update={"text_files": [str(texts)], "dataset": None, "max_seq_length": 32,
+                                      "max_samples": None, "eval_samples": 8, "teacher": None,
+                                      "pruning": pruning, "training": training})
 
 
 def _architecture(spec: Recipe) -> str:

@@ -81,3 +81,14 @@ def test_the_readme_links_every_recipe_of_the_catalogue():
     readme = (RECIPES.parent / "README.md").read_text()
     missing = [entry.name for entry in entries() if f"recipes/{entry.name}.yaml" not in readme]
     assert not missing, missing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["auto", "mlm"])
+def test_smoke_runs_the_prune_once_recipe(objective, tmp_path):
+    """The prune-once recipe's wiring, offline, for both losses (a tiny masked-LM model for ``mlm``)."""
+    result = run(RECIPES / "prune-once-minilm.yaml", output_dir=tmp_path / "run", smoke=True,
+                 overrides=[f"pretrain.objective={objective}"])
+    assert result.ran == ["pretrain"]
+    assert result.report["pretrain"]["objective"] == ("mlm" if objective == "mlm" else "hidden_states")
+    assert result.report["pretrain"]["checkpoint"]["sparsity"] == pytest.approx(0.9, abs=0.001)
