@@ -247,6 +247,10 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
                          processes=world.size)
     if world.size > 1:
         _agree_across_ranks(model, world, result, examples)
+    if where.type != "cpu":  # what follows training (saving, NNCF, export, OpenVINO) works on the CPU
+        model.cpu()
+        if objective.teacher is not None:
+            objective.teacher.cpu()
     return result
 
 
