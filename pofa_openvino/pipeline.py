@@ -9,7 +9,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -114,9 +115,8 @@ def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: 
             ctx.outputs[stage.name] = old["outputs"]
             reused.append(stage.name)
         else:
-            if stage.collective:
-                orders.send(stage.name, spec, run_dir, ctx.outputs, fingerprint)
-            _run_stage(stage, ctx, manifest, fingerprint, run_dir)
+            with orders.joined(stage, spec, run_dir, ctx.outputs, fingerprint):
+                _run_stage(stage, ctx, manifest, fingerprint, run_dir)
             ran.append(stage.name)
         if index == last_collective:
             orders.release()  # the other processes are done: what follows runs here alone
@@ -126,16 +126,27 @@ def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: 
 
 class _Orders:
     """Rank 0 tells the other processes which collective stage to run with it, then releases them
-    (also when it fails before that, so none waits for an order that will not come)."""
+    (also when it fails between stages, so none waits for an order that will not come). A failure
+    inside a collective stage releases nobody: the others are mid-stage, and the launcher stops them
+    when rank 0 exits."""
 
     def __init__(self, world: World):
-        self.world, self.open = world, world.size > 1
+        self.world, self.open, self.in_stage = world, world.size > 1, False
 
-    def send(self, stage: str, spec: Recipe, run_dir: Path, outputs: dict[str, Any], fingerprint: str) -> None:
-        self.world.broadcast((stage, spec, run_dir, outputs, fingerprint))
+    @contextmanager
+    def joined(self, stage: Stage, spec: Recipe, run_dir: Path, outputs: dict[str, Any],
+               fingerprint: str) -> Iterator[None]:
+        """Run ``stage`` here and, when it is collective, on every other rank too."""
+        if not (stage.collective and self.open):
+            yield
+            return
+        self.world.broadcast((stage.name, spec, run_dir, outputs, fingerprint))
+        self.in_stage = True
+        yield
+        self.in_stage = False
 
     def release(self) -> None:
-        if self.open:
+        if self.open and not self.in_stage:
             self.world.broadcast(None)
             self.open = False
 
