@@ -170,3 +170,19 @@ def test_squad_json_gives_its_contexts_once(shared_data):
 
     contexts = read_texts(shared_data / "squad" / "dev-subset.json", "text")
     assert len(contexts) == len(set(contexts)) == 173
+
+
+def test_a_hub_dataset_gives_its_text_column(tmp_path):
+    """The hub path through ``datasets``, on a local directory laid out like a hub dataset repository."""
+    from pofa_openvino.data.text import load_texts
+    from pofa_openvino.errors import DataError
+    from pofa_openvino.recipe import PretrainSection
+
+    repo = tmp_path / "wiki"
+    (repo / "data").mkdir(parents=True)
+    (repo / "data" / "train.jsonl").write_text("".join(json.dumps({"id": i, "text": f"article {i} text"}) + "\n"
+                                                       for i in range(30)))
+    texts = load_texts(PretrainSection(dataset=str(repo), max_samples=12))
+    assert texts == [f"article {i} text" for i in range(12)]
+    with pytest.raises(DataError, match="no column 'body'; it has id, text"):
+        load_texts(PretrainSection(dataset=str(repo), text_column="body"))
