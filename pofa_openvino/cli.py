@@ -247,7 +247,11 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
     if not paths:
         raise PofaError(f"{args.directory}: no recipes (*.yaml) there")
     for path in paths:
-        spec = load_recipe(path)
+        try:
+            spec = load_recipe(path)
+        except PofaError as error:  # one broken recipe does not hide the others
+            table.add_row(path.name, "-", "invalid", str(error))
+            continue
         if spec.data is None:
             target = spec.pretrain.pruning.target_sparsity
             table.add_row(path.name, spec.model.name_or_path, "prune once (sparse pre-trained model)",
