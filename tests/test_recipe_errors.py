@@ -111,14 +111,3 @@ channelx1 or 1xchannel""")
     debug = subprocess.run([sys.executable, "-m", "pofa_openvino.cli", "--debug", "validate", str(path)],
                            capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
-
-
-def test_shipped_recipes_validate():
-    from pathlib import Path
-
-    from pofa_openvino import load_recipe
-
-    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
-    assert recipes
-    for path in recipes:
-        load_recipe(path)
