@@ -112,3 +112,19 @@ def test_a_stopped_two_process_run_resumes_from_its_epoch_checkpoint(no_dropout_
     training = json.loads((out / "report.json").read_text())["training"]
     assert training["resumed_from_step"] >= killed_at and training["steps"] == 320
     assert training["masks_identical"] is True and not (out / "train-state").exists()
+
+
+def test_device_and_mixed_precision_are_chosen_and_reported(tiny_bert, tmp_path):
+    import torch
+
+    training = {"max_steps": 4, "per_device_train_batch_size": 16, "learning_rate": 1e-3}
+    auto = run(tiny_recipe(tiny_bert, training=training), output_dir=tmp_path / "auto").report["training"]
+    gpu = torch.cuda.is_available()
+    assert auto["device"] == ("cuda" if gpu else "cpu")
+    assert auto["mixed_precision"] == ("bf16" if gpu and torch.cuda.is_bf16_supported() else "no")
+    bf16 = run(tiny_recipe(tiny_bert, training={**training, "device": "cpu", "mixed_precision": "bf16"}),
+               output_dir=tmp_path / "bf16").report["training"]
+    assert (bf16["device"], bf16["mixed_precision"]) == ("cpu", "bf16") and bf16["final_loss"] > 0
+    if not gpu:
+        with pytest.raises(PofaError, match="training.device is cuda, but torch sees no CUDA device"):
+            run(tiny_recipe(tiny_bert, training={**training, "device": "cuda"}), output_dir=tmp_path / "cuda")
