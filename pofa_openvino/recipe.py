@@ -151,7 +151,8 @@ class TrainingSection(Section):
     """Training loop settings, named as Hugging Face ``TrainingArguments`` names them. Under ``torchrun``
     or ``accelerate launch`` each process takes ``per_device_train_batch_size`` examples per micro-batch.
     ``device: auto`` trains on this rank's GPU when CUDA is available; ``mixed_precision: auto`` is bf16
-    on GPUs that support it and off on the CPU."""
+    on GPUs that support it and off on the CPU. A resumable checkpoint is written after every epoch and,
+    with ``save_steps``, every that many optimizer steps (long pre-training runs have long epochs)."""
 
     num_train_epochs: float = Field(default=3.0, gt=0.0)
     max_steps: int = Field(default=-1, ge=-1)
@@ -164,6 +165,7 @@ class TrainingSection(Section):
     max_grad_norm: float = Field(default=1.0, gt=0.0)
     seed: int = 42
     logging_steps: int = Field(default=10, ge=1)
+    save_steps: int | None = Field(default=None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"
 

@@ -188,11 +188,11 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
     hooks = PruningHooks(model, pruning_config) if pruning_config is not None else None
     if hooks:
         hooks.train_begin()
-    state = {"step": 0, "epoch": 0, "loss": float("nan"), "history": [], "processes": world.size}
+    state = {"step": 0, "epoch": 0, "epoch_step": 0, "loss": float("nan"), "history": [], "processes": world.size}
     if resumable(checkpoint_dir, fingerprint):
-        state = _restore(checkpoint_dir, optimizer, scheduler, hooks, where, world)
-        log.info("resuming training from the checkpoint of epoch %d (step %d of %d)", state["epoch"],
-                 state["step"], steps)
+        state = {"epoch_step": 0, **_restore(checkpoint_dir, optimizer, scheduler, hooks, where, world)}
+        log.info("resuming training at step %d of %d (%d epochs and %d steps done)", state["step"], steps,
+                 state["epoch"], state["epoch_step"])
     resumed_from, examples = state["step"], 0
     batch_size = effective_batch_size(training, world.size)
     log.info("training on %s%s: %d optimizer steps, effective batch %d (%d per device x %d processes x %d "
@@ -204,7 +204,7 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
         while state["step"] < steps:
             model.train()
             for group in _epoch_steps(objective, items, micro_batch, accumulation, training.seed + state["epoch"],
-                                      world):
+                                      world, skip=state["epoch_step"]):
                 interrupts.check()
                 if hooks:
                     hooks.step_begin(state["step"])
@@ -227,11 +227,14 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
                     hooks.after_optimizer_step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                state["step"], state["loss"] = state["step"] + 1, running
+                state["step"], state["epoch_step"], state["loss"] = state["step"] + 1, state["epoch_step"] + 1, running
                 bar.advance(loss=running, lr=scheduler.get_last_lr()[0])
                 if state["step"] == steps:
                     break
-            state["epoch"] += 1
+                if training.save_steps and state["step"] % training.save_steps == 0 and world.is_main \
+                        and checkpoint_dir is not None:
+                    _save(checkpoint_dir, model, tokenizer, optimizer, scheduler, hooks, state, fingerprint)
+            state["epoch"], state["epoch_step"] = state["epoch"] + 1, 0
             metrics = world.broadcast(objective.evaluate(model) if world.is_main else None)
             state["history"].append({"epoch": state["epoch"], "step": state["step"],
                                      "loss": round(state["loss"], 6), **metrics})
@@ -303,9 +306,10 @@ def _no_decay(name: str) -> bool:
 
 
 def _epoch_steps(objective: Objective, items: list[Any], micro_batch: int, accumulation: int, seed: int,
-                 world: World = SOLO) -> Iterator[list[dict[str, Any]]]:
+                 world: World = SOLO, skip: int = 0) -> Iterator[list[dict[str, Any]]]:
     """One epoch as optimizer steps, each a list of up to ``accumulation`` collated micro-batches; the
-    order is shuffled by ``seed`` alone, so a resumed epoch sees the batches an uninterrupted one would.
+    order is shuffled by ``seed`` alone, so a resumed epoch sees the batches an uninterrupted one would
+    (the first ``skip`` steps, done before the checkpoint, are left out uncollated).
 
     With several processes, each global micro-batch of ``micro_batch x processes`` examples is split
     between them in rank order (so N processes see what one process with N-fold accumulation sees),
@@ -319,7 +323,7 @@ def _epoch_steps(objective: Objective, items: list[Any], micro_batch: int, accum
         order = [i for start in range(0, len(order), share)
                  for i in order[start + world.rank * micro_batch:start + (world.rank + 1) * micro_batch]]
     starts = range(0, len(order), micro_batch)
-    for first in range(0, len(starts), accumulation):
+    for first in range(0, len(starts), accumulation)[skip:]:
         yield [objective.collate([items[i] for i in order[s:s + micro_batch]])
                for s in starts[first:first + accumulation]]
 
@@ -338,7 +342,7 @@ def _save(checkpoint_dir: Path, model: Any, tokenizer: Any, optimizer: Any, sche
                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                             "python": random.getstate()}}, out / "training_state.pt")
         write_json(out / STATE_FILE, {**state, "fingerprint": fingerprint})
-    log.info("epoch %d checkpoint: %s", state["epoch"], checkpoint_dir)
+    log.info("checkpoint at step %d: %s", state["step"], checkpoint_dir)
 
 
 def _restore(checkpoint_dir: Path, optimizer: Any, scheduler: Any, hooks: Any, where: Any,

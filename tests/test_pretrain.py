@@ -108,16 +108,19 @@ def test_a_transfer_recipe_locks_the_pruned_once_zeros(tiny_bert, texts, tmp_pat
     assert "without `pruning: {pruning_type: pattern_lock}` fine-tuning will fill its zeros" in caplog.text
 
 
-def test_prune_once_resumes_from_its_epoch_checkpoint_exactly(tiny_bert, texts, tmp_path, monkeypatch):
+def test_prune_once_resumes_mid_epoch_exactly(tiny_bert, texts, tmp_path, monkeypatch):
+    """Checkpoints every 5 steps (save_steps) besides each epoch's end: stopped at step 20, resumed from
+    step 15 (3 steps into epoch 2, pruning under way), the result is the uninterrupted run's."""
     import pofa_openvino.pretrain as pretrain
 
     recipe = pretrain_recipe(tiny_bert, texts)
+    recipe["pretrain"]["training"]["save_steps"] = 5
     straight = run(recipe, output_dir=tmp_path / "straight")
     real_loss, calls = pretrain.HiddenStateDistillation.loss, []
 
     def interrupted(self, model, batch):
         calls.append(1)
-        if len(calls) == 20:  # epoch 1 (steps 1-12) is checkpointed; pruning is under way in epoch 2
+        if len(calls) == 20:
             raise KeyboardInterrupt
         return real_loss(self, model, batch)
 
@@ -128,7 +131,7 @@ def test_prune_once_resumes_from_its_epoch_checkpoint_exactly(tiny_bert, texts, 
         "interrupted"
     monkeypatch.setattr(pretrain.HiddenStateDistillation, "loss", real_loss)
     resumed = run(recipe, output_dir=tmp_path / "resumed", resume=True)
-    assert resumed.report["pretrain"]["training"]["resumed_from_step"] == 12
+    assert resumed.report["pretrain"]["training"]["resumed_from_step"] == 15
     assert not (tmp_path / "resumed" / "pretrain-state").exists()
     expected, got = _encoder(tmp_path / "straight" / "pretrained"), _encoder(tmp_path / "resumed" / "pretrained")
     assert all(((expected[name] == 0) == (got[name] == 0)).all() for name in expected)
