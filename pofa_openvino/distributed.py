@@ -65,8 +65,9 @@ def join() -> World:
 
     world = World(rank=int(os.environ["RANK"]), size=size, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-        if torch.cuda.is_available():
+        own_gpu = world.local_rank < torch.cuda.device_count()  # more processes than GPUs: gloo on the CPU
+        backend = "cpu:gloo,cuda:nccl" if own_gpu else "gloo"
+        if own_gpu:
             torch.cuda.set_device(world.local_rank)
         dist.init_process_group(backend=backend)
         log.info("rank %d of %d joined the process group (%s)", world.rank, size, backend)
@@ -81,6 +82,10 @@ def device(setting: str, world: World = SOLO) -> Any:
         raise PofaError("training.device is cuda, but torch sees no CUDA device here; use auto or cpu")
     if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
+    if world.local_rank >= torch.cuda.device_count():
+        raise PofaError(f"process {world.local_rank} of this machine has no GPU of its own "
+                        f"({torch.cuda.device_count()} here): launch at most one process per GPU, or set "
+                        "training.device: cpu")
     return torch.device("cuda", world.local_rank)
 
 

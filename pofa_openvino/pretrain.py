@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .distributed import SOLO, World, to_device
-from .errors import RecipeError
+from .errors import DataError, RecipeError
 from .recipe import PretrainSection
 
 log = logging.getLogger(__name__)
@@ -25,16 +25,19 @@ MLM_ARCHITECTURES = ("ForMaskedLM", "ForPreTraining")
 RECOVERY_WARNING = 0.2  # warn when less than this share of the steps trains at the target sparsity
 
 
-def has_masked_lm_head(path: str) -> bool:
-    """Whether the checkpoint was saved with a masked-LM head (its config's architectures say so)."""
+def _config(path: str, **hub: Any) -> Any:
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(path, local_files_only=Path(path).is_dir())
+    return AutoConfig.from_pretrained(path, local_files_only=Path(path).is_dir(), **hub)
+
+
+def has_masked_lm_head(config: Any) -> bool:
+    """Whether the checkpoint was saved with a masked-LM head (its config's architectures say so)."""
     return any(a.endswith(MLM_ARCHITECTURES) for a in config.architectures or [])
 
 
-def choose_objective(requested: str, path: str) -> str:
-    head = has_masked_lm_head(path)
+def choose_objective(requested: str, path: str, **hub: Any) -> str:
+    head = has_masked_lm_head(_config(path, **hub))
     if requested == "mlm" and not head:
         raise RecipeError(f"{path} has no masked-LM head (its config's architectures name none ending in "
                           f"{' or '.join(MLM_ARCHITECTURES)}): use objective: hidden_states or auto",
@@ -42,6 +45,24 @@ def choose_objective(requested: str, path: str) -> str:
     if requested == "auto":
         return "mlm" if head else "hidden_states"
     return requested
+
+
+def check_teacher(kind: str, student: str, teacher: str, section: PretrainSection, **hub: Any) -> None:
+    """A separate teacher must produce what the loss compares: masked-LM logits over the same
+    vocabulary, or hidden states of the same width (and depth, for ``hidden_layers: all``)."""
+    if teacher == student:
+        return
+    ours, theirs = _config(student, **hub), _config(teacher, trust_remote_code=hub["trust_remote_code"])
+    if kind == "mlm" and not has_masked_lm_head(theirs):
+        raise RecipeError(f"{teacher} has no masked-LM head: its logits would come from a random layer; use a "
+                          "teacher saved with its masked-LM head", key="pretrain.teacher")
+    names = ["vocab_size"] if kind == "mlm" else ["hidden_size"]
+    names += ["num_hidden_layers"] if kind == "hidden_states" and section.hidden_layers == "all" else []
+    for name in names:
+        if getattr(ours, name, None) != getattr(theirs, name, None):
+            raise RecipeError(f"{teacher} has {name} {getattr(theirs, name, None)}, the model "
+                              f"{getattr(ours, name, None)}: the {kind} loss compares them one to one",
+                              key="pretrain.teacher")
 
 
 @dataclass
@@ -140,7 +161,7 @@ class HiddenStateDistillation(_TextDistillation):
 OBJECTIVES = {"mlm": MaskedLMDistillation, "hidden_states": HiddenStateDistillation}
 
 
-def load_encoder(path: str, objective: str) -> Any:
+def load_encoder(path: str, objective: str, **hub: Any) -> Any:
     """The checkpoint with its masked-LM head (``mlm``) or as a bare encoder (``hidden_states``)."""
     import transformers
 
@@ -148,7 +169,7 @@ def load_encoder(path: str, objective: str) -> Any:
 
     quiet_transformers()
     auto = transformers.AutoModelForMaskedLM if objective == "mlm" else transformers.AutoModel
-    return auto.from_pretrained(path, local_files_only=Path(path).is_dir())
+    return auto.from_pretrained(path, local_files_only=Path(path).is_dir(), **hub)
 
 
 @dataclass
@@ -158,12 +179,13 @@ class PretrainResult:
 
 
 def prune_once(model: str, section: PretrainSection, out_dir: str | Path, state_dir: Path | None = None,
-               fingerprint: str = "", world: World = SOLO) -> PretrainResult:
-    """Prune a copy of ``model`` (hub id, local directory or ``offline:<name>``) to the section's target
-    while it distils from the dense model, and save the sparse checkpoint to ``out_dir`` (rank 0 of
-    ``world`` saves; every rank trains).
+               fingerprint: str = "", world: World = SOLO, revision: str | None = None,
+               trust_remote_code: bool = False) -> PretrainResult:
+    """Prune a copy of ``model`` (hub id, local directory or ``offline:<name>``, at ``revision``) to the
+    section's target while it distils from the dense model, and save the sparse checkpoint to
+    ``out_dir`` (rank 0 of ``world`` saves; every rank trains).
 
-    ``state_dir`` holds the epoch checkpoint a resumed run continues from (same ``fingerprint``)."""
+    ``state_dir`` holds the checkpoint a resumed run continues from (same ``fingerprint``)."""
     from .data.text import load_texts
     from .modeling import load_tokenizer
     from .prune import inc_config, prunable_matcher, sparsity_report
@@ -171,26 +193,33 @@ def prune_once(model: str, section: PretrainSection, out_dir: str | Path, state_
     from .rundir import staged_dir
     from .train import resumable, seed_everything, total_steps, train_loop
 
-    path = resolve_model(model)
-    kind = choose_objective(section.objective, path)
+    path, code = resolve_model(model), {"trust_remote_code": trust_remote_code}
+    hub = {**code, "revision": revision}
+    teacher_path = resolve_model(section.teacher or model)
+    kind = choose_objective(section.objective, path, **hub)
+    check_teacher(kind, path, teacher_path, section, **hub)
     training = section.training
     seed_everything(training.seed)
     texts = load_texts(section)
     random.Random(training.seed).shuffle(texts)
     held = min(section.eval_samples, max(1, len(texts) // 10))
     held_out, texts = texts[:held], texts[held:]
+    if not texts:
+        raise DataError(f"pretrain: {held} text(s) are held out for the held-out loss and none is left to train "
+                        "on; add text")
     steps = total_steps(len(texts), training, world.size)
     pruning = section.pruning.scheduled(steps)
     _check_schedule(pruning, steps)
     resume = resumable(state_dir, fingerprint)
-    tokenizer = load_tokenizer(path)
-    student = load_encoder(str(state_dir) if resume else path, kind)
-    teacher = load_encoder(resolve_model(section.teacher or model), kind).eval().requires_grad_(False)
+    tokenizer = load_tokenizer(path, revision, trust_remote_code)
+    student = load_encoder(str(state_dir) if resume else path, kind, **(code if resume else hub))
+    teacher = load_encoder(teacher_path, kind, **(hub if teacher_path == path else code)).eval().requires_grad_(False)
     objective = OBJECTIVES[kind](tokenizer, teacher, texts, held_out, section.max_seq_length, section)
     log.info("prune once: %s; %d texts (%d held out), %d steps, %s %s to %.0f%% over steps %d-%d", objective.describe(),
              len(texts), len(held_out), steps, pruning.pruning_type, pruning.pattern, 100 * pruning.target_sparsity,
              pruning.start_step, pruning.end_step)
-    before = objective.evaluate(student)
+    dense = load_encoder(path, kind, **hub) if resume else student  # the held-out loss before any pruning
+    before = world.broadcast(objective.evaluate(dense) if world.is_main else None)
     result = train_loop(student, tokenizer, objective, training, inc_config(pruning), state_dir, fingerprint, world)
     prunable = prunable_matcher(pruning)
     sparsity = sparsity_report(student, prunable)

@@ -96,6 +96,15 @@ class PruningHooks:
         self.callbacks = self.manager.callbacks
         self.pruners = [p for c in self.callbacks.callbacks_list for p in getattr(c, "pruners", [])]
 
+    def warn_unreached(self, steps: int) -> None:
+        """A schedule that ends after the last step never reaches its target (say, epochs shared by
+        more processes than the recipe was written for)."""
+        for pruner in self.pruners:
+            if pruner.end_step >= steps and pruner.config.get("pruning_type") != "pattern_lock":
+                log.warning("pruning ends at step %d but training has %d steps: the target sparsity %.0f%% will "
+                            "not be reached; lower end_step", pruner.end_step, steps,
+                            100 * pruner.target_sparsity_ratio)
+
     def train_begin(self) -> None:
         self.callbacks.on_train_begin()
 

@@ -61,8 +61,9 @@ def pretrain(ctx: StageContext) -> StageOutput:
 
     state_dir = ctx.run_dir / "pretrain-state"
     try:
-        result = prune_once(ctx.recipe.model.name_or_path, ctx.recipe.pretrain, ctx.run_dir / "pretrained",
-                            state_dir, ctx.fingerprint, ctx.world)
+        model = ctx.recipe.model
+        result = prune_once(model.name_or_path, ctx.recipe.pretrain, ctx.run_dir / "pretrained", state_dir,
+                            ctx.fingerprint, ctx.world, model.revision, model.trust_remote_code)
     except RecipeError as error:  # found once the model and text are read: name the recipe file too
         raise RecipeError(error.detail, source=ctx.recipe.source, key=error.key) from None
     if ctx.world.is_main:

@@ -172,6 +172,8 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
     from .prune import PruningHooks
 
     seed_everything(training.seed)
+    if world.size > 1:  # dropout and masking draws differ per rank; the shard order is seeded apart
+        torch.manual_seed(training.seed + world.rank)
     where = device(training.device, world)
     autocast = bf16(training.mixed_precision, where)
     model.to(where)  # before INC prepares its masks, which live beside the weights
@@ -187,6 +189,7 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
     scheduler = get_linear_schedule_with_warmup(optimizer, int(training.warmup_ratio * steps), steps)
     hooks = PruningHooks(model, pruning_config) if pruning_config is not None else None
     if hooks:
+        hooks.warn_unreached(steps)
         hooks.train_begin()
     state = {"step": 0, "epoch": 0, "epoch_step": 0, "loss": float("nan"), "history": [], "processes": world.size}
     if resumable(checkpoint_dir, fingerprint):

@@ -165,6 +165,18 @@ def test_run_time_problems_are_named_before_training(tiny_bert, texts, tmp_path)
         run(pretrain_recipe(tiny_bert, texts, text_column="text"), output_dir=tmp_path / "c")
     with pytest.raises(RecipeError, match="`data` is missing"):
         run({**pretrain_recipe(tiny_bert, texts), "training": {"max_steps": 2}}, output_dir=tmp_path / "d")
+    (tmp_path / "one.txt").write_text("a single line\n")
+    with pytest.raises(PofaError, match="held out for the held-out loss and none is left to train on"):
+        run(pretrain_recipe(tiny_bert, texts, text_files=[str(tmp_path / "one.txt")]), output_dir=tmp_path / "e")
+
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    mlm_dir = tmp_path / "tiny-mlm"
+    BertForMaskedLM(BertConfig.from_pretrained(tiny_bert)).save_pretrained(mlm_dir)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(mlm_dir)
+    with pytest.raises(RecipeError, match="has no masked-LM head: its logits would come from a random layer") as error:
+        run(pretrain_recipe(mlm_dir, texts, teacher=str(tiny_bert)), output_dir=tmp_path / "f")
+    assert error.value.key == "pretrain.teacher"
 
 
 @pytest.mark.needs_shared_data
