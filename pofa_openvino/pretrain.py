@@ -11,6 +11,7 @@ import json
 import logging
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -99,32 +100,27 @@ class _TextDistillation:
         model.train(was_training)
         return {"held_out_loss": round(sum(losses) / len(losses), 6)}
 
-    def _teacher(self, **inputs: Any) -> Any:
-        import torch
-
-        with torch.inference_mode():
-            return self.teacher(**inputs)
-
 
 class MaskedLMDistillation(_TextDistillation):
     """alpha * MLM cross-entropy + (1 - alpha) * T^2 * KL(teacher || student), on the masked positions."""
-
-    kind = "mlm"
 
     def describe(self) -> str:
         s = self.section
         return (f"masked-LM distillation on the masked positions ({s.mlm_probability:.0%} of tokens): "
                 f"{s.alpha} * MLM CE + {1 - s.alpha} * T^2 * KL, T = {s.temperature}")
 
-    def collate(self, items: list[list[int]]) -> dict[str, Any]:
+    @cached_property
+    def _masking(self) -> Any:
         """Masks drawn with torch's generator (80% [MASK], 10% random, 10% kept), which resume restores."""
         from transformers import DataCollatorForLanguageModeling
 
-        collator = DataCollatorForLanguageModeling(self.tokenizer, mlm_probability=self.section.mlm_probability)
-        return dict(collator([{"input_ids": ids} for ids in items]))
+        return DataCollatorForLanguageModeling(self.tokenizer, mlm_probability=self.section.mlm_probability)
+
+    def collate(self, items: list[list[int]]) -> dict[str, Any]:
+        return dict(self._masking([{"input_ids": ids} for ids in items]))
 
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
-        from .train import distillation_loss
+        from .train import distillation_loss, frozen_outputs
 
         labels = batch["labels"]
         inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -133,23 +129,23 @@ class MaskedLMDistillation(_TextDistillation):
         if not masked.any():  # short texts can draw no mask: nothing to learn from this batch
             return logits.sum() * 0.0
         student = logits[masked]
-        teacher = self._teacher(**inputs).logits[masked].clone()
+        teacher = frozen_outputs(self.teacher, inputs).logits[masked].clone()
         return distillation_loss(student, teacher, labels[masked], self.section.temperature, self.section.alpha)
 
 
 class HiddenStateDistillation(_TextDistillation):
     """Mean squared error between student and teacher hidden states on the real (unpadded) tokens."""
 
-    kind = "hidden_states"
-
     def describe(self) -> str:
         which = "every layer's" if self.section.hidden_layers == "all" else "the last layer's"
-        return f"hidden-state distillation: MSE on {which} hidden states (the checkpoint has no masked-LM head)"
+        return f"hidden-state distillation: MSE on {which} hidden states"
 
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
+        from .train import frozen_outputs
+
         every = self.section.hidden_layers == "all"
         student = model(**batch, output_hidden_states=every)
-        teacher = self._teacher(**batch, output_hidden_states=every)
+        teacher = frozen_outputs(self.teacher, {**batch, "output_hidden_states": every})
         pairs = (zip(student.hidden_states, teacher.hidden_states, strict=True) if every
                  else [(student.last_hidden_state, teacher.last_hidden_state)])
         mask = batch["attention_mask"].unsqueeze(-1).to(student.last_hidden_state.dtype)
@@ -241,8 +237,7 @@ def prune_once(model: str, section: PretrainSection, out_dir: str | Path, state_
                                                       "start_step", "end_step", "pruning_frequency",
                                                       "sparsity_decay_type"}),
               "held_out_loss_before": before["held_out_loss"], "checkpoint": record, "training": vars(result)}
-    return PretrainResult(Path(out_dir), {"pretrain": report, "sparsity": {**sparsity, "pretrained_overall":
-                                                                            sparsity["overall"]}})
+    return PretrainResult(Path(out_dir), {"pretrain": report, "sparsity": sparsity})
 
 
 def _check_schedule(pruning: Any, steps: int) -> None:

@@ -69,6 +69,14 @@ def task_loss(data: TaskData, outputs: Any, batch: dict[str, Any], teacher_outpu
     return sum(losses) / len(losses)
 
 
+def frozen_outputs(teacher: Any, inputs: dict[str, Any]) -> Any:
+    """A teacher's outputs, with no autograd graph (callers clone what the loss differentiates against)."""
+    import torch
+
+    with torch.inference_mode():
+        return teacher(**inputs)
+
+
 def total_steps(n_items: int, training: Any, processes: int = 1) -> int:
     """Optimizer steps the run will take (what INC's start/end steps count)."""
     if training.max_steps > 0:
@@ -134,13 +142,8 @@ class TaskObjective:
         return self.data.collate(self.tokenizer, items, self.max_length)
 
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
-        import torch
-
         inputs = {k: v for k, v in batch.items() if k not in self.data.targets}
-        teacher_outputs = None
-        if self.teacher is not None:
-            with torch.inference_mode():
-                teacher_outputs = self.teacher(**inputs)
+        teacher_outputs = frozen_outputs(self.teacher, inputs) if self.teacher is not None else None
         return task_loss(self.data, model(**inputs), batch, teacher_outputs, self.distillation)
 
     def evaluate(self, model: Any) -> dict[str, float]:
