@@ -31,9 +31,14 @@ def export_ir(model_dir: str, out_dir: Path, task: str) -> None:
     import optimum.intel
     from transformers import AutoTokenizer
 
-    with _quiet():
-        model = getattr(optimum.intel, OV_CLASSES[task]).from_pretrained(model_dir, export=True, compile=False)
-    model.save_pretrained(out_dir)
+    from .modeling import load_model, structure_of
+
+    if structure_of(model_dir) is not None:  # per-layer shapes transformers' loader cannot rebuild
+        export_trained(load_model(model_dir, task), out_dir, task)
+    else:
+        with _quiet():
+            model = getattr(optimum.intel, OV_CLASSES[task]).from_pretrained(model_dir, export=True, compile=False)
+        model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
     log.info("exported %s to OpenVINO IR: %s", Path(model_dir).name, out_dir)
 

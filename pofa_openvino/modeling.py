@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .registry import resolve_model
+from .structure import STRUCTURE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,56 @@ def load_model(ref: str, task: str, labels: list[str] | None = None, revision: s
     if labels is not None:
         kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
                       label2id={name: i for i, name in enumerate(labels)})
-    model = auto.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code,
-                                 local_files_only=Path(path).is_dir(), **kwargs)
+    structure = structure_of(path)
+    if structure is not None:
+        model = _load_slimmed(auto, path, structure, kwargs)
+    else:
+        model = auto.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code,
+                                     local_files_only=Path(path).is_dir(), **kwargs)
     if labels is not None and not _has_head(path, len(labels)):
         log.info("the checkpoint has no %d-label head: a new one is initialised for fine-tuning", len(labels))
     log.info("loaded %s (%s, %.1fM parameters) from %s", type(model).__name__, model.config.model_type,
              sum(p.numel() for p in model.parameters()) / 1e6, path)
+    return model
+
+
+def structure_of(path: str) -> dict[str, Any] | None:
+    """The per-layer shapes a slimmed local checkpoint records (see ``structure``), or None."""
+    import json
+
+    config = Path(path) / "config.json"
+    return json.loads(config.read_text()).get(STRUCTURE_KEY) if config.is_file() else None
+
+
+def _load_slimmed(auto: Any, path: str, structure: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """A slimmed checkpoint: transformers loads every tensor of the standard shape (and renames legacy
+    names as it does), the layers are resized to the recorded shapes, then the resized layers' tensors
+    are read from the checkpoint, each required to be there with that shape."""
+    import torch
+    from safetensors import safe_open
+
+    from .errors import PofaError
+    from .structure import rebuild, resized_linears
+
+    model = auto.from_pretrained(path, local_files_only=True, ignore_mismatched_sizes=True, **overrides)
+    try:
+        rebuild(model, structure)
+    except ValueError as error:
+        raise PofaError(f"{path}: {error}") from None
+    tensors: dict[str, Any] = {}
+    for file in sorted(Path(path).glob("model*.safetensors")):
+        with safe_open(file, framework="pt") as f:
+            tensors.update({key: f.get_tensor(key) for key in f.keys()})
+    with torch.no_grad():
+        for name, module in resized_linears(model):
+            for kind, parameter in (("weight", module.weight), ("bias", module.bias)):
+                if parameter is None:
+                    continue
+                saved = tensors.get(f"{name}.{kind}")
+                if saved is None or saved.shape != parameter.shape:
+                    raise PofaError(f"{path}: the slimmed checkpoint has no {name}.{kind} of shape "
+                                    f"{list(parameter.shape)} (its recorded {STRUCTURE_KEY} does not match)")
+                parameter.copy_(saved)
     return model
 
 

@@ -13,8 +13,12 @@ log = logging.getLogger(__name__)
 def prunable_matcher(section: Any) -> Callable[[str], bool]:
     """Which layer names the ``pruning`` section targets, matched as INC does: regular-expression
     searches of ``op_names`` (all when empty) minus ``excluded_op_names``."""
-    included = [re.compile(p) for p in section.op_names or [".*"]]
-    excluded = [re.compile(p) for p in section.excluded_op_names]
+    return name_matcher(section.op_names, section.excluded_op_names)
+
+
+def name_matcher(op_names: list[str] | None, excluded_op_names: list[str] | None) -> Callable[[str], bool]:
+    included = [re.compile(p) for p in op_names or [".*"]]
+    excluded = [re.compile(p) for p in excluded_op_names or []]
     return lambda name: any(p.search(name) for p in included) and not any(p.search(name) for p in excluded)
 
 
@@ -48,12 +52,15 @@ def _import_inc(module: str) -> Any:
         return importlib.import_module(module)
 
 
-def inc_config(section: Any) -> Any:
+def inc_config(section: Any, model_type: str | None = None) -> Any:
     """Build INC's ``WeightPruningConfig`` from the recipe's ``pruning`` section (same vocabulary).
 
     ``unstructured`` is INC's ``1x1`` pattern. ``pattern_lock`` always locks element-wise (``1x1``):
     INC's block patterns lock whole blocks that hold any non-zero, which would revive the zeros inside
-    them; an element mask keeps every zero, and with it any block structure the checkpoint has."""
+    them; an element mask keeps every zero, and with it any block structure the checkpoint has.
+    ``ffn2_sparsity`` and ``mha_sparsity`` become the groups INC's ``parse_auto_slim_config`` would
+    build (``channelx1`` on every second FFN Linear, ``mha`` on every attention), named from the
+    architecture (``model_type``) instead of found by tracing."""
     WeightPruningConfig = _import_inc("neural_compressor.config").WeightPruningConfig  # noqa: N806
 
     def inc_values(values: dict[str, Any], inherited_type: str) -> dict[str, Any]:
@@ -61,10 +68,28 @@ def inc_config(section: Any) -> Any:
             values["pattern"] = "1x1"
         return values
 
-    settings = inc_values(section.model_dump(exclude={"pruning_configs"}), section.pruning_type)
+    settings = inc_values(section.model_dump(exclude={"pruning_configs", *_OURS}), section.pruning_type)
     groups = [inc_values(group.model_dump(exclude_none=True), section.pruning_type)
-              for group in section.pruning_configs] or [{}]
-    return WeightPruningConfig(pruning_configs=groups, **settings)
+              for group in section.pruning_configs]
+    if section.ffn2_sparsity is not None:
+        groups.append({"pattern": "channelx1", "target_sparsity": section.ffn2_sparsity,
+                       "op_names": [_layout(model_type).ffn_output_names()]})
+    if section.mha_sparsity is not None:
+        _layout(model_type)
+        groups.append({"pattern": "mha", "target_sparsity": section.mha_sparsity})
+    return WeightPruningConfig(pruning_configs=groups or [{}], **settings)
+
+
+_OURS = ("ffn2_sparsity", "mha_sparsity", "slim_multiple")  # recipe keys INC's config does not have
+
+
+def _layout(model_type: str | None) -> Any:
+    from .structure import LAYOUTS, layout_of
+
+    layout = layout_of(model_type or "")
+    if layout is None:
+        raise ValueError(f"heads and FFN neurons can be removed from {', '.join(LAYOUTS)} models, not {model_type}")
+    return layout
 
 
 def section_from_inc(config: Any) -> Any:
@@ -92,8 +117,10 @@ class PruningHooks:
         # INC logs every layer at every pruning step; keep that for --debug.
         if not log.isEnabledFor(logging.DEBUG):
             logging.getLogger("neural_compressor").setLevel(logging.WARNING)
-        self.manager = prepare_compression(model, config)
-        self.callbacks = self.manager.callbacks
+        if any(group.get("pattern") == "mha" for group in config.pruning_configs):
+            self.callbacks = _named_attention_callbacks(model, config)
+        else:
+            self.callbacks = prepare_compression(model, config).callbacks
         self.pruners = [p for c in self.callbacks.callbacks_list for p in getattr(c, "pruners", [])]
 
     def warn_unreached(self, steps: int) -> None:
@@ -142,5 +169,31 @@ class PruningHooks:
             pruner.mask_weights()
 
 
-_PRUNER_STATE = ("masks", "global_step", "handled_global_step", "completed_pruned_cnt", "current_sparsity_ratio",
-                 "init_sparsity_ratio")
+_PRUNER_STATE = ("masks", "head_masks", "global_step", "handled_global_step", "completed_pruned_cnt",
+                 "current_sparsity_ratio", "init_sparsity_ratio")
+
+
+def _named_attention_callbacks(model: Any, config: Any) -> Any:
+    """INC's pruning callbacks, with each ``mha`` group's attention modules named from the architecture
+    (INC's own searcher traces the model with ``torch.jit``, which fails on transformers 5); every
+    other group is INC's as ``prepare_compression`` builds it."""
+    from .structure import attention_modules
+
+    callbacks = _import_inc("neural_compressor.compression.callbacks")
+    get_pruner = _import_inc("neural_compressor.compression.pruner.pruners").get_pruner
+    Model = _import_inc("neural_compressor.model").Model  # noqa: N806
+    CallBacks = _import_inc("neural_compressor.training").CallBacks  # noqa: N806
+
+    class NamedAttentionPruning(callbacks.PruningCallbacks):
+        def _generate_pruners(self) -> None:
+            everything = self.pruners_info
+            heads = [info for info in everything if "mha" in info["pattern"]]
+            self.pruners_info = [info for info in everything if "mha" not in info["pattern"]]
+            super()._generate_pruners()
+            for info in heads:
+                named = name_matcher(info.get("op_names"), info.get("excluded_op_names"))
+                self.pruners.append(get_pruner(info, attention_modules(model, named)))
+            self.pruners_info = everything
+
+    return CallBacks([NamedAttentionPruning(config, model=Model(model, conf=config))])
+

@@ -22,8 +22,9 @@ from .errors import RecipeError
 
 log = logging.getLogger(__name__)
 
-PATTERN_HELP = "use unstructured, NxM (4x1, 1x4), N:M (2:4), channelx1 or 1xchannel"
-_PATTERN = re.compile(r"^(unstructured|[1-9]\d*x[1-9]\d*|[1-9]\d*:[1-9]\d*|channelx1|1xchannel)$")
+PATTERN_HELP = "use unstructured, NxM (4x1, 1x4), N:M (2:4), channelx1, 1xchannel or mha (attention heads)"
+_PATTERN = re.compile(r"^(unstructured|[1-9]\d*x[1-9]\d*|[1-9]\d*:[1-9]\d*|channelx1|1xchannel|mha)$")
+STRUCTURED_PATTERNS = ("channelx1", "mha")  # whole FFN neurons (on the second FFN Linear) and attention heads
 BUILTIN_DATASETS = ("builtin:sentiment",)
 
 
@@ -101,6 +102,9 @@ class PrunerGroup(Section):
         return value
 
 
+# Kept FFN neurons are rounded up to this multiple (benchmarks/structured_widths.py measured the INT8 kernels).
+SLIM_MULTIPLE = 32
+
 PRUNING_TYPES = ("snip_momentum", "magnitude", "snip", "pattern_lock", "magnitude_progressive",
                  "snip_progressive", "snip_momentum_progressive")
 
@@ -125,6 +129,22 @@ class PruningSection(PrunerGroup):
         default_factory=lambda: ["classifier", "qa_outputs", "pre_classifier", "pooler"])
     pruning_op_types: list[Literal["Linear", "Conv"]] = Field(default_factory=lambda: ["Linear"])
     pruning_configs: list[PrunerGroup] = Field(default_factory=list)
+    ffn2_sparsity: float | None = Field(default=None, gt=0.0, lt=1.0)
+    mha_sparsity: float | None = Field(default=None, gt=0.0, lt=1.0)
+    slim_multiple: int = Field(default=SLIM_MULTIPLE, ge=1, le=1024)
+
+    def structured_keys(self) -> list[str]:
+        """The keys asking for whole heads or neurons; they need an architecture whose layers are known."""
+        keys = [name for name in ("ffn2_sparsity", "mha_sparsity") if getattr(self, name) is not None]
+        keys += [f"pruning_configs[{i}].pattern" for i, group in enumerate(self.pruning_configs)
+                 if group.pattern == "mha"]
+        return keys + (["pattern"] if self.pattern == "mha" and not self.pruning_configs else [])
+
+    @property
+    def structured(self) -> bool:
+        """Whether pruning removes whole heads or FFN neurons, so the trained model is slimmed."""
+        patterns = [group.pattern for group in self.pruning_configs] or [self.pattern]
+        return bool(self.structured_keys()) or any(p in STRUCTURED_PATTERNS for p in patterns)
 
     @model_validator(mode="after")
     def _steps(self) -> PruningSection:
@@ -199,6 +219,9 @@ class PretrainPruning(PruningSection):
         if self.pruning_type == "pattern_lock":
             raise ValueError("pattern_lock keeps zeros that exist; prune once creates them: use magnitude, "
                              "snip_momentum or another criterion")
+        if self.structured_keys():
+            raise ValueError("prune once keeps the model's shape for every task; remove heads and neurons in the "
+                             "task recipe's `pruning` section")
         if self.start_step is not None and self.end_step is not None and self.end_step < self.start_step:
             raise ValueError(f"end_step ({self.end_step}) is before start_step ({self.start_step})")
         return self
@@ -347,6 +370,11 @@ class Recipe(Section):
         return self
 
     _source: str = PrivateAttr(default="<dict>")
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def error(self, key: str, message: str) -> RecipeError:
+        """A :class:`RecipeError` at ``key``'s line, for rules only a stage can check (it needs the model)."""
+        return RecipeError(message, source=self.source, line=self._lines.get(key), key=key)
 
     @property
     def source(self) -> str:
@@ -389,6 +417,7 @@ def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None
         origins[key] = f"--set {item}"
     recipe = _validate(data, name, lines, origins)
     recipe._source = name
+    recipe._lines = dict(lines)
     _resolve_paths(recipe, base_dir, lines, origins)
     if recipe.model.trust_remote_code:
         log.warning("%s: model.trust_remote_code is true: the model repository's Python code will run", name)

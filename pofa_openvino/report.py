@@ -27,6 +27,16 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     if sparsity:
         loaded = f" (loaded: {100 * sparsity['loaded_overall']:.2f}%)" if "loaded_overall" in sparsity else ""
         rows.append(("sparsity (prunable Linear layers)", f"{100 * sparsity['overall']:.2f}%{loaded}"))
+    structure = report.get("structure")
+    if structure:
+        layers = structure["layers"]
+        rows.append(("structure kept (heads / FFN neurons per layer)",
+                     ", ".join(f"{layer['heads']}/{layer['intermediate_size']}" for layer in layers)))
+        rows.append((f"encoder GFLOPs at {structure['sequence_length']} tokens",
+                     f"{structure['flops_before'] / 1e9:.2f} -> {structure['flops_after'] / 1e9:.2f} "
+                     f"({structure['flops_ratio']:.2f}x fewer); {structure['parameters_before'] / 1e6:.1f}M -> "
+                     f"{structure['parameters_after'] / 1e6:.1f}M parameters; slimmed vs masked logits max |diff| "
+                     f"{structure['max_abs_logit_diff']:.1e}"))
     training = report.get("training")
     if training:
         rows.append(("fine-tuning", f"{training['steps']} steps, {training['epochs']} epochs, "
@@ -82,6 +92,15 @@ def markdown(report: dict[str, Any]) -> str:
     if timings:
         lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
         lines += [f"| {name} | {seconds if seconds is not None else '-'} |" for name, seconds in timings.items()]
+    structure = report.get("structure")
+    if structure:
+        lines += ["", "## Structure kept (heads and FFN neurons removed, then slimmed)", "",
+                  f"FFN widths rounded up to a multiple of {structure['multiple']} (the extra neurons are zero).", "",
+                  "| layer | heads kept | heads | FFN neurons kept | neurons with weights |",
+                  "|---:|---|---:|---:|---:|"]
+        lines += [f"| {i} | {', '.join(map(str, layer['kept_heads']))} | {layer['heads']} | "
+                  f"{layer['intermediate_size']} | {layer['neurons_alive']} |"
+                  for i, layer in enumerate(structure["layers"])]
     sparsity = report.get("sparsity")
     if sparsity:
         lines += ["", "## Per-layer sparsity (Linear weights)", "",

@@ -85,6 +85,7 @@ def load(ctx: StageContext) -> StageOutput:
     data = ctx.data
     load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(path, recipe.task, data.labels, recipe.model.revision, recipe.model.trust_remote_code)
+    _check_structured(recipe, model)
     sparsity = sparsity_report(model, ctx.prunable())
     log.info("loaded model sparsity (prunable Linear layers): %.2f%%", 100 * sparsity["overall"])
     report = {
@@ -94,6 +95,18 @@ def load(ctx: StageContext) -> StageOutput:
         "sparsity": {**sparsity, "loaded_overall": sparsity["overall"]},
     }
     return StageOutput(outputs={"model_path": path, "sparsity_overall": sparsity["overall"]}, report=report)
+
+
+def _check_structured(recipe: Recipe, model: Any) -> None:
+    """Heads and neurons are removed by layer name: refuse, before training, an architecture whose
+    layers this tool does not know."""
+    from .structure import LAYOUTS, layout_of
+
+    keys = recipe.pruning.structured_keys() if recipe.pruning is not None else []
+    if keys and layout_of(model.config.model_type) is None:
+        raise recipe.error(f"pruning.{keys[0]}", f"heads and FFN neurons can be removed from {', '.join(LAYOUTS)} "
+                           f"models; {recipe.model.name_or_path} is {model.config.model_type}: use an unstructured "
+                           "or NxM pattern")
 
 
 def _warn_unlocked(recipe: Recipe, path: str) -> None:
@@ -123,9 +136,10 @@ def train(ctx: StageContext) -> StageOutput:
     tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(path, recipe.task, ctx.data.labels, recipe.model.revision, recipe.model.trust_remote_code)
     teacher = _teacher(recipe, ctx.data) if recipe.distillation is not None else None
-    pruning = inc_config(recipe.pruning) if recipe.pruning is not None else None
+    pruning = inc_config(recipe.pruning, model.config.model_type) if recipe.pruning is not None else None
     result = fine_tune(model, tokenizer, ctx.data, recipe.training, recipe.data.max_seq_length, pruning,
                        teacher, recipe.distillation, state_dir, ctx.fingerprint, ctx.world)
+    structure = _slim(ctx, model, tokenizer) if recipe.pruning is not None and recipe.pruning.structured else None
     if ctx.world.is_main:
         with staged_dir(ctx.run_dir / "checkpoint") as out:
             model.save_pretrained(out)
@@ -134,7 +148,44 @@ def train(ctx: StageContext) -> StageOutput:
     sparsity = sparsity_report(model, ctx.prunable())
     report = {"training": vars(result),
               "sparsity": {**sparsity, "loaded_overall": ctx.outputs["load"]["sparsity_overall"]}}
+    if structure is not None:
+        report["structure"] = structure
     return StageOutput(outputs={"model_dir": "checkpoint"}, report=report)
+
+
+SLIM_TOLERANCE = 1e-4
+FLOPS_SEQUENCE_LENGTH = 128
+
+
+def _slim(ctx: StageContext, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """Remove the heads and FFN neurons pruning zeroed, checked to leave the logits unchanged on
+    evaluation samples; what each layer keeps and the FLOPs at 128 tokens go into the report."""
+    from .errors import StageError
+    from .evaluate import task_outputs, torch_predictor
+    from .structure import linear_flops, slim
+
+    recipe, data = ctx.recipe, ctx.data
+    split, length, batch = next(iter(data.eval)), recipe.data.max_seq_length, _eval_batch(recipe)
+    items = data.eval_items(split, tokenizer, length)[:PARITY_SAMPLES]
+    masked = task_outputs(torch_predictor(model), tokenizer, data, items, batch, length)
+    before = linear_flops(model, FLOPS_SEQUENCE_LENGTH)
+    parameters = sum(p.numel() for p in model.parameters())
+    record = slim(model, recipe.pruning.slim_multiple)
+    slimmed = task_outputs(torch_predictor(model), tokenizer, data, items, batch, length)
+    diff = max(float(abs(m - s).max()) for head in data.heads for m, s in zip(masked[head], slimmed[head], strict=True))
+    if diff > SLIM_TOLERANCE:
+        raise StageError(f"slimming changed the logits by {diff:.2e} (tolerance {SLIM_TOLERANCE:g}) on {len(items)} "
+                         "samples: the removed heads or neurons were not all zero")
+    after = linear_flops(model, FLOPS_SEQUENCE_LENGTH)
+    heads = sum(layer["heads"] for layer in record["layers"])
+    neurons = sum(layer["intermediate_size"] for layer in record["layers"])
+    log.info("slimmed: %d heads and %d FFN neurons kept; %.2f GFLOPs -> %.2f at %d tokens (%.2fx fewer); max "
+             "|logit difference| %.1e", heads, neurons, before / 1e9, after / 1e9, FLOPS_SEQUENCE_LENGTH,
+             before / after, diff)
+    return {**record, "multiple": recipe.pruning.slim_multiple, "sequence_length": FLOPS_SEQUENCE_LENGTH,
+            "flops_before": before, "flops_after": after, "flops_ratio": round(before / after, 4),
+            "parameters_before": parameters, "parameters_after": sum(p.numel() for p in model.parameters()),
+            "max_abs_logit_diff": diff, "samples": len(items)}
 
 
 def _teacher(recipe: Recipe, data: Any) -> Any:
