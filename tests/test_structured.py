@@ -126,3 +126,24 @@ def test_prune_once_refuses_structured_pruning(tiny_bert):
               "pretrain": {"text_files": ["x.txt"], "pruning": {"mha_sparsity": 0.5}}}
     with pytest.raises(RecipeError, match="remove heads and neurons in the task recipe"):
         load_recipe(recipe)
+
+
+@pytest.mark.slow
+def test_structured_pruning_keeps_a_pruneofa_checkpoints_zeros_with_pattern_lock(tiny_bert, tmp_path):
+    import torch
+    from conftest import linear_weights, sparsify
+
+    sparse = sparsify(tiny_bert, tmp_path / "sparse", fraction=0.9)
+    before = linear_weights(sparse)
+    pruning = {**STRUCTURED, "pruning_configs": [{"pruning_type": "pattern_lock", "start_step": 0, "end_step": 0}]}
+    result = run(tiny_recipe(sparse, pruning=pruning, training={"max_steps": 10, "per_device_train_batch_size": 16,
+                                                                "learning_rate": 1e-3}), output_dir=tmp_path / "run")
+    assert [layer["heads"] for layer in result.report["structure"]["layers"]] == [1, 1]
+    after = linear_weights(result.run_dir / "checkpoint")
+    for name, slimmed in after.items():
+        if "encoder" not in name:
+            continue
+        # Every zero the slimmed layer still holds was a zero before: the survivors kept their mask.
+        full = before[name]
+        assert (slimmed == 0).float().mean() > 0.8, name
+        assert slimmed.numel() < full.numel() or torch.equal(slimmed == 0, full == 0), name
