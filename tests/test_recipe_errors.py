@@ -107,7 +107,7 @@ def test_debug_shows_traceback_and_real_process_exits_2(tmp_path):
     assert plain.returncode == 2 and "Traceback" not in plain.stderr
     assert plain.stderr.strip() == textwrap.dedent(f"""\
         {path}:9: pruning.pattern: 'x4' is not a pattern; use unstructured, NxM (4x1, 1x4), N:M (2:4), \
-channelx1 or 1xchannel""")
+channelx1, 1xchannel or mha (attention heads)""")
     debug = subprocess.run([sys.executable, "-m", "pofa_openvino.cli", "--debug", "validate", str(path)],
                            capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
