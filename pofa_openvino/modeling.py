@@ -73,20 +73,19 @@ def _load_slimmed(auto: Any, path: str, structure: dict[str, Any], overrides: di
         rebuild(model, structure)
     except ValueError as error:
         raise PofaError(f"{path}: {error}") from None
+    resized = {f"{name}.{kind}": parameter for name, module in resized_linears(model)
+               for kind, parameter in (("weight", module.weight), ("bias", module.bias)) if parameter is not None}
     tensors: dict[str, Any] = {}
     for file in sorted(Path(path).glob("model*.safetensors")):
         with safe_open(file, framework="pt") as f:
-            tensors.update({key: f.get_tensor(key) for key in f.keys()})
+            tensors.update({key: f.get_tensor(key) for key in f.keys() if key in resized})
     with torch.no_grad():
-        for name, module in resized_linears(model):
-            for kind, parameter in (("weight", module.weight), ("bias", module.bias)):
-                if parameter is None:
-                    continue
-                saved = tensors.get(f"{name}.{kind}")
-                if saved is None or saved.shape != parameter.shape:
-                    raise PofaError(f"{path}: the slimmed checkpoint has no {name}.{kind} of shape "
-                                    f"{list(parameter.shape)} (its recorded {STRUCTURE_KEY} does not match)")
-                parameter.copy_(saved)
+        for key, parameter in resized.items():
+            saved = tensors.get(key)
+            if saved is None or saved.shape != parameter.shape:
+                raise PofaError(f"{path}: the slimmed checkpoint has no {key} of shape {list(parameter.shape)} "
+                                f"(its recorded {STRUCTURE_KEY} does not match)")
+            parameter.copy_(saved)
     return model
 
 

@@ -71,25 +71,19 @@ def inc_config(section: Any, model_type: str | None = None) -> Any:
     settings = inc_values(section.model_dump(exclude={"pruning_configs", *_OURS}), section.pruning_type)
     groups = [inc_values(group.model_dump(exclude_none=True), section.pruning_type)
               for group in section.pruning_configs]
+    if section.ffn2_sparsity is not None or section.mha_sparsity is not None:
+        from .structure import require_layout
+
+        layout = require_layout(model_type)
     if section.ffn2_sparsity is not None:
         groups.append({"pattern": "channelx1", "target_sparsity": section.ffn2_sparsity,
-                       "op_names": [_layout(model_type).ffn_output_names()]})
+                       "op_names": [layout.ffn_output_names()]})
     if section.mha_sparsity is not None:
-        _layout(model_type)
         groups.append({"pattern": "mha", "target_sparsity": section.mha_sparsity})
     return WeightPruningConfig(pruning_configs=groups or [{}], **settings)
 
 
 _OURS = ("ffn2_sparsity", "mha_sparsity", "slim_multiple")  # recipe keys INC's config does not have
-
-
-def _layout(model_type: str | None) -> Any:
-    from .structure import LAYOUTS, layout_of
-
-    layout = layout_of(model_type or "")
-    if layout is None:
-        raise ValueError(f"heads and FFN neurons can be removed from {', '.join(LAYOUTS)} models, not {model_type}")
-    return layout
 
 
 def section_from_inc(config: Any) -> Any:
@@ -196,4 +190,3 @@ def _named_attention_callbacks(model: Any, config: Any) -> Any:
             self.pruners_info = everything
 
     return CallBacks([NamedAttentionPruning(config, model=Model(model, conf=config))])
-

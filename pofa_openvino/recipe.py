@@ -102,7 +102,7 @@ class PrunerGroup(Section):
         return value
 
 
-# Kept FFN neurons are rounded up to this multiple (benchmarks/structured_widths.py measured the INT8 kernels).
+# Kept FFN neurons are rounded up to this multiple (benchmarks/structured_speed.py measured the INT8 kernels).
 SLIM_MULTIPLE = 32
 
 PRUNING_TYPES = ("snip_momentum", "magnitude", "snip", "pattern_lock", "magnitude_progressive",

@@ -172,7 +172,7 @@ def _slim(ctx: StageContext, model: Any, tokenizer: Any) -> dict[str, Any]:
     parameters = sum(p.numel() for p in model.parameters())
     record = slim(model, recipe.pruning.slim_multiple)
     slimmed = task_outputs(torch_predictor(model), tokenizer, data, items, batch, length)
-    diff = max(float(abs(m - s).max()) for head in data.heads for m, s in zip(masked[head], slimmed[head], strict=True))
+    diff = _max_difference(masked, slimmed)
     if diff > SLIM_TOLERANCE:
         raise StageError(f"slimming changed the logits by {diff:.2e} (tolerance {SLIM_TOLERANCE:g}) on {len(items)} "
                          "samples: the removed heads or neurons were not all zero")
@@ -254,7 +254,7 @@ def export(ctx: StageContext) -> StageOutput:
     items = data.eval_items(split, tokenizer, length)[:PARITY_SAMPLES]
     expected = task_outputs(torch_predictor(model), tokenizer, data, items, batch, length)
     got = task_outputs(openvino_predictor(ir), tokenizer, data, items, batch, length)
-    diff = max(float(abs(e - g).max()) for head in data.heads for e, g in zip(expected[head], got[head], strict=True))
+    diff = _max_difference(expected, got)
     if diff >= PARITY_TOLERANCE:
         log.warning("OpenVINO FP32 and torch disagree: max |logit difference| %.2e on %d samples", diff, len(items))
     metrics = score(openvino_predictor(ir), tokenizer, data, split, batch, length)
@@ -356,6 +356,11 @@ def package_into(ctx: StageContext, out: Path) -> StageOutput:
     report = build_bundle(ctx.run_dir, out, recipe, ctx.data, ctx.report, section.target, section.compress_embeddings,
                           section.max_accuracy_drop, dense, section.archive)
     return StageOutput(outputs={"bundle": report["dir"]}, report={"package": report})
+
+
+def _max_difference(expected: dict[str, list[Any]], got: dict[str, list[Any]]) -> float:
+    """Largest |difference| of any output of any head (``task_outputs`` rows)."""
+    return max(float(abs(e - g).max()) for head in expected for e, g in zip(expected[head], got[head], strict=True))
 
 
 def _quantization_aware_training(ctx: StageContext, tokenizer: Any, calibration: list[dict[str, Any]],

@@ -168,12 +168,15 @@ def linear_flops(model: Any, sequence_length: int) -> int:
     return total
 
 
-def _layout(model: Any) -> Layout:
-    layout = layout_of(model.config.model_type)
+def require_layout(model_type: str | None) -> Layout:
+    layout = layout_of(model_type or "")
     if layout is None:
-        raise ValueError(f"structured pruning knows the layers of {', '.join(LAYOUTS)}, "
-                         f"not {model.config.model_type}")
+        raise ValueError(f"heads and FFN neurons can be removed from {', '.join(LAYOUTS)} models, not {model_type}")
     return layout
+
+
+def _layout(model: Any) -> Layout:
+    return require_layout(model.config.model_type)
 
 
 def _heads(attention: Any, layout: Layout) -> int:
