@@ -271,10 +271,13 @@ ENGINES: dict[str, Any] = {"torch": _TorchEngine, "openvino": _OpenVINOEngine}
 
 # --- all variants ----------------------------------------------------------------------------------
 
-def benchmark(variants: list[Variant], settings: Settings) -> dict[str, Any]:
+def benchmark(variants: list[Variant], settings: Settings,
+              verify: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Load every variant (each in its own memory window), then time them in interleaved rounds so that
     drift in the machine's load spreads over all of them, then throughput one after the other; then
-    the ratios against PyTorch FP32 and OpenVINO INT8 (dense)."""
+    the ratios against PyTorch FP32 and OpenVINO INT8 (dense). ``verify`` gets the loaded engines by
+    variant name before anything is timed: it raises to stop a benchmark whose outputs are wrong, and
+    what it returns is recorded under ``checks``."""
     from .errors import PofaError
     from .progress import progress
 
@@ -298,6 +301,7 @@ def benchmark(variants: list[Variant], settings: Settings) -> dict[str, Any]:
         for variant in variants:
             engines[variant.name], runners[variant.name], results[variant.name] = _load(variant, settings, vocab)
             bar.advance()
+        checks = verify(engines) if verify else None
         times: dict[str, dict[int, list[float]]] = {name: {n: [] for n in lengths} for name in engines}
         for round_ in range(settings.rounds):
             order = list(engines) if round_ % 2 == 0 else list(engines)[::-1]
@@ -322,13 +326,14 @@ def benchmark(variants: list[Variant], settings: Settings) -> dict[str, Any]:
     if other.share is not None and other.share > BUSY:
         log.warning("other processes used %.0f%% of the CPU while the benchmark ran: its figures and ratios are "
                     "not reliable; rerun on an otherwise idle machine", 100 * other.share)
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {**machine(settings.cores), "other_processes_cpu_share": other.share},
-            "versions": versions(), "settings": {**asdict(settings), "sequence_lengths": list(lengths),
-                                                 "throughput_sequence_length": settings.throughput_length,
-                                                 "threads": settings.cores},
-            "variants": results, "ratios": {f"vs_{base}": ratios(results, base) for base in BASELINES
-                                            if base in results}}
+    found = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "machine": {**machine(settings.cores), "other_processes_cpu_share": other.share},
+             "versions": versions(), "settings": {**asdict(settings), "sequence_lengths": list(lengths),
+                                                  "throughput_sequence_length": settings.throughput_length,
+                                                  "threads": settings.cores},
+             "variants": results, "ratios": {f"vs_{base}": ratios(results, base) for base in BASELINES
+                                             if base in results}}
+    return found if checks is None else {**found, "checks": checks}
 
 
 def _load(variant: Variant, settings: Settings, vocab: int) -> tuple[Any, dict[int, Callable[[], Any]], dict[str, Any]]:

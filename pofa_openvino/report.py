@@ -151,8 +151,9 @@ def benchmark_markdown(bench: dict[str, Any]) -> list[str]:
     for figures in variants.values():
         if "runtime" in figures:
             runtime = figures["runtime"]
-            kernels = ", ".join(f"{k} x{n}" for k, n in runtime["kernel_types"].items())
-            lines += ["", f"{figures['label']}: FullyConnected kernels executed: {kernels}. {runtime['note']}"]
+            kernels = ", ".join(f"{k} x{n}" for k, n in runtime.get("kernel_types", {}).items())
+            lines += ["", f"{figures['label']}: " + (f"FullyConnected kernels executed: {kernels}. " if kernels else "")
+                      + runtime["note"]]
     lines += [""] + [f"![{name}]({path})" for name, path in bench.get("charts", {}).items()]
     return lines
 
