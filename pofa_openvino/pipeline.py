@@ -44,6 +44,8 @@ class Stage:
 STAGES = (
     Stage("pretrain", ("model", "pretrain"), stages.pretrain, lambda r: r.pretrain is not None, collective=True),
     Stage("load", ("task", "model", "data"), stages.load, lambda r: r.data is not None),
+    Stage("teacher", ("training", "distillation"), stages.teacher,
+          lambda r: r.distillation is not None and r.distillation.trains_teacher, collective=True),
     Stage("train", ("training", "pruning", "distillation"), stages.train, lambda r: r.training is not None,
           collective=True),
     Stage("evaluate", (), stages.evaluate, lambda r: r.data is not None),
@@ -276,7 +278,8 @@ def _input_fingerprint(recipe: Recipe, manifest: dict[str, Any]) -> str:
     candidates = [recipe.model.name_or_path, *(recipe.pretrain.text_files if recipe.pretrain else []),
                   recipe.pretrain.teacher if recipe.pretrain else None,
                   recipe.data.train_file if recipe.data else None, recipe.data.validation_file if recipe.data else None,
-                  recipe.distillation.teacher if recipe.distillation else None]
+                  recipe.distillation.teacher if recipe.distillation and not recipe.distillation.trains_teacher
+                  else None]
     for ref in filter(None, candidates):
         try:
             path = Path(resolve_model(ref))

@@ -159,14 +159,6 @@ class PruningSection(PrunerGroup):
         return self
 
 
-class DistillationSection(Section):
-    """Logit distillation from a dense teacher: alpha * CE + (1 - alpha) * T^2 * KL."""
-
-    teacher: str
-    temperature: float = Field(default=2.0, gt=0.0)
-    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
-
-
 class TrainingSection(Section):
     """Training loop settings, named as Hugging Face ``TrainingArguments`` names them. Under ``torchrun``
     or ``accelerate launch`` each process takes ``per_device_train_batch_size`` examples per micro-batch.
@@ -195,6 +187,39 @@ class TrainingSection(Section):
         if value == 0:
             raise ValueError("0 steps would train nothing; use -1 (epochs decide) or a positive count")
         return value
+
+
+TEACHER_AUTO = "auto"
+
+
+class DistillationSection(Section):
+    """Logit distillation from a dense teacher: alpha * CE + (1 - alpha) * T^2 * KL. ``teacher: auto``
+    fine-tunes the recipe's dense model on the recipe's data first (the ``teacher`` stage, into
+    ``teacher/``, with ``teacher_training`` or else the ``training`` section), then starts the student
+    from the teacher's weights and distils from it."""
+
+    teacher: str
+    temperature: float = Field(default=2.0, gt=0.0)
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    teacher_training: TrainingSection | None = None
+
+    @property
+    def trains_teacher(self) -> bool:
+        return self.teacher == TEACHER_AUTO
+
+    @model_validator(mode="after")
+    def _teacher_training_needs_auto(self) -> DistillationSection:
+        if self.teacher_training is not None and not self.trains_teacher:
+            raise ValueError("teacher_training is the budget of the teacher this run fine-tunes: it needs "
+                             f"`teacher: {TEACHER_AUTO}` (a given teacher is used as it is)")
+        return self
+
+
+class ReportSection(Section):
+    """``max_gap``: how many points (of the task metric, in %) a pruned model may lose to the dense
+    reference measured in the same run before the run says so and suggests what to change."""
+
+    max_gap: float = Field(default=2.0, ge=0.0)
 
 
 # Masked-LM heads (BERT, DistilBERT, RoBERTa) and the pooler stay dense: the LM decoder is tied to the embeddings.
@@ -358,6 +383,7 @@ class Recipe(Section):
     export: ExportSection | None = None
     benchmark: BenchmarkSection | None = None
     package: PackageSection | None = None
+    report: ReportSection | None = None
 
     @model_validator(mode="after")
     def _needs_training(self) -> Recipe:
@@ -534,7 +560,8 @@ def _resolve_paths(recipe: Recipe, base: Path, lines: yaml_lines.LineMap, origin
     for key, section in (("model.name_or_path", recipe.model), ("distillation.teacher", recipe.distillation),
                          ("pretrain.teacher", recipe.pretrain)):
         field = key.split(".")[1]
-        if section is None or getattr(section, field) is None:
+        trained_here = section is recipe.distillation and section is not None and section.trains_teacher
+        if section is None or getattr(section, field) is None or trained_here:
             continue
         resolved, problem = _resolve_model_ref(getattr(section, field), base)
         if problem:

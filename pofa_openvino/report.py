@@ -14,6 +14,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     if model:
         rows.append(("model", f"{model['name_or_path']} ({model['architecture']}, "
                               f"{model['parameters'] / 1e6:.1f}M parameters)"))
+    rows += _gap_rows(report)
     pretrain = report.get("pretrain")
     if pretrain:
         checkpoint, training = pretrain["checkpoint"], pretrain["training"]
@@ -113,6 +114,25 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("benchmark"):
         lines += ["", *benchmark_markdown(report["benchmark"])]
     return "\n".join(lines) + "\n"
+
+
+def _gap_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The headline of a pruning run: the dense reference measured in the same run, and the gap to it."""
+    accuracy = report.get("accuracy") or {}
+    reference, gap = accuracy.get("dense_reference"), accuracy.get("gap")
+    if not reference:
+        return []
+    metric = accuracy["metric"]
+    rows = [("dense reference", f"{metric} {reference['torch_fp32'][metric]:.4f}: {reference['source']}")]
+    teacher = report.get("teacher")
+    if teacher:
+        training = teacher["training"]
+        rows[0] = (rows[0][0], f"{rows[0][1]}, {training['steps']} steps, {training['seconds']:.0f} s")
+    if gap:
+        verdict = "over report.max_gap: see the log for what to change" if gap["exceeded"] else "within report.max_gap"
+        rows.append((f"gap to dense ({RUNNERS.get(gap['measured'], gap['measured'])})",
+                     f"{gap['points'][metric]:.2f} points of {metric} ({verdict} {gap['max_gap_points']:.1f})"))
+    return rows
 
 
 def benchmark_markdown(bench: dict[str, Any]) -> list[str]:

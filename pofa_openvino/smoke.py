@@ -10,7 +10,7 @@ import json
 import random
 from pathlib import Path
 
-from .recipe import Recipe
+from .recipe import Recipe, TrainingSection
 
 ROWS = 48
 
@@ -35,9 +35,11 @@ def smoke_recipe(spec: Recipe, workdir: Path) -> Recipe:
         data = update["data"] = (_squad(workdir, sentences, spec) if spec.task == "question-answering"
                                  else _classification(workdir, sentences, spec))
     if spec.training is not None:
-        update["training"] = spec.training.model_copy(update={"max_steps": 4, "per_device_train_batch_size": 8,
-                                                               "per_device_eval_batch_size": 8, "logging_steps": 2})
-    if spec.distillation is not None:
+        update["training"] = _few_steps(spec.training)
+    if spec.distillation is not None and spec.distillation.trains_teacher:  # the run trains it: briefly
+        update["distillation"] = spec.distillation.model_copy(
+            update={"teacher_training": _few_steps(spec.distillation.teacher_training or spec.training)})
+    elif spec.distillation is not None:
         labels = data.labels if spec.task == "text-classification" else None
         update["distillation"] = spec.distillation.model_copy(
             update={"teacher": str(_teacher(model_dir, workdir / "teacher", spec.task, labels))})
@@ -51,6 +53,11 @@ def smoke_recipe(spec: Recipe, workdir: Path) -> Recipe:
         update["benchmark"] = spec.benchmark.model_copy(update={"sequence_lengths": [16], "duration_s": 0.05,
                                                                 "threads": 1})
     return spec.model_copy(update=update)
+
+
+def _few_steps(training: TrainingSection) -> TrainingSection:
+    return training.model_copy(update={"max_steps": 4, "per_device_train_batch_size": 8,
+                                       "per_device_eval_batch_size": 8, "logging_steps": 2})
 
 
 def _pretrain(workdir: Path, sentences: list[str], spec: Recipe, model_dir: Path):

@@ -87,6 +87,7 @@ def load(ctx: StageContext) -> StageOutput:
     model = load_model(path, recipe.task, data.labels, recipe.model.revision, recipe.model.trust_remote_code)
     _check_structured(recipe, model)
     sparsity = sparsity_report(model, ctx.prunable())
+    task_head = any(a.endswith(TASK_HEADS) for a in model.config.architectures or [])
     log.info("loaded model sparsity (prunable Linear layers): %.2f%%", 100 * sparsity["overall"])
     report = {
         "model": {"name_or_path": recipe.model.name_or_path, "path": path, "architecture": model.config.model_type,
@@ -94,7 +95,11 @@ def load(ctx: StageContext) -> StageOutput:
                   "published": published(recipe.model.name_or_path, recipe.data.dataset, recipe.task)},
         "sparsity": {**sparsity, "loaded_overall": sparsity["overall"]},
     }
-    return StageOutput(outputs={"model_path": path, "sparsity_overall": sparsity["overall"]}, report=report)
+    return StageOutput(outputs={"model_path": path, "sparsity_overall": sparsity["overall"], "task_head": task_head},
+                       report=report)
+
+
+TASK_HEADS = ("ForSequenceClassification", "ForQuestionAnswering")
 
 
 def _check_structured(recipe: Recipe, model: Any) -> None:
@@ -120,22 +125,69 @@ def _warn_unlocked(recipe: Recipe, path: str) -> None:
                     "fine-tuning will fill its zeros", path, 100 * record["sparsity"])
 
 
-def train(ctx: StageContext) -> StageOutput:
-    """Fine-tune (with INC pruning and distillation when the recipe asks) into ``checkpoint/``.
-
-    Each finished epoch leaves ``train-state/``; a resumed run continues from it, then removes it."""
-    from .modeling import load_model, load_tokenizer
-    from .prune import inc_config, sparsity_report
+def teacher(ctx: StageContext) -> StageOutput:
+    """``distillation.teacher: auto``: fine-tune the recipe's model (the dense one, before any prune-once)
+    on the recipe's own data, without pruning, into ``teacher/`` and evaluate it; the train stage
+    distils from it (and, without prune-once, starts the student from its weights). Each finished
+    epoch leaves ``teacher-state/``; a resumed run continues from it."""
+    from .evaluate import evaluate_torch
+    from .registry import resolve_model
     from .rundir import staged_dir
-    from .train import fine_tune, resumable, seed_everything
+    from .train import fine_tune
 
     recipe = ctx.recipe
-    seed_everything(recipe.training.seed)  # before loading: a new task head is initialised at random
-    state_dir = ctx.run_dir / "train-state"
-    path = str(state_dir) if resumable(state_dir, ctx.fingerprint) else ctx.outputs["load"]["model_path"]
+    section = recipe.distillation.teacher_training or recipe.training
+    state_dir = ctx.run_dir / "teacher-state"
+    if recipe.pretrain is None and ctx.outputs["load"]["sparsity_overall"] >= DENSE:
+        log.warning("the teacher starts from a %.0f%%-sparse checkpoint: fine-tuning refills its zeros, but a "
+                    "teacher fine-tuned from a dense model is a better one (give it as distillation.teacher)",
+                    100 * ctx.outputs["load"]["sparsity_overall"])
+    model, tokenizer = _start(ctx, state_dir, resolve_model(recipe.model.name_or_path), section.seed)
+    log.info("teacher: fine-tuning the dense model on the task first (distillation.teacher: auto)")
+    result = fine_tune(model, tokenizer, ctx.data, section, recipe.data.max_seq_length, checkpoint_dir=state_dir,
+                       fingerprint=ctx.fingerprint, world=ctx.world)
+    if ctx.world.is_main:
+        with staged_dir(ctx.run_dir / "teacher") as out:
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    split = next(iter(ctx.data.eval))
+    metrics = evaluate_torch(model, tokenizer, ctx.data, split, _eval_batch(recipe), recipe.data.max_seq_length)
+    log.info("teacher (dense, %s): %s", split, metrics)
+    return StageOutput(outputs={"model_dir": "teacher", "metrics": metrics},
+                       report={"teacher": {"training": vars(result), "split": split, "torch_fp32": metrics}})
+
+
+def _start(ctx: StageContext, state_dir: Path, fresh: str, seed: int) -> tuple[Any, Any]:
+    """The model a training stage starts from: its own resumable state when it has one, else ``fresh``."""
+    from .modeling import load_model, load_tokenizer
+    from .train import resumable, seed_everything
+
+    recipe = ctx.recipe
+    seed_everything(seed)  # before loading: a new task head is initialised at random
+    path = str(state_dir) if resumable(state_dir, ctx.fingerprint) else fresh
     tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(path, recipe.task, ctx.data.labels, recipe.model.revision, recipe.model.trust_remote_code)
-    teacher = _teacher(recipe, ctx.data) if recipe.distillation is not None else None
+    return model, tokenizer
+
+
+def train(ctx: StageContext) -> StageOutput:
+    """Fine-tune (with INC pruning and distillation when the recipe asks) into ``checkpoint/``; with a
+    teacher trained in this run (and no prune-once checkpoint), the student starts from its weights.
+
+    Each finished epoch leaves ``train-state/``; a resumed run continues from it, then removes it."""
+    from .prune import inc_config, sparsity_report
+    from .rundir import staged_dir
+    from .train import fine_tune
+
+    recipe = ctx.recipe
+    state_dir = ctx.run_dir / "train-state"
+    trained = ctx.outputs.get("teacher")
+    teacher_path = str(ctx.run_dir / trained["model_dir"]) if trained else (
+        recipe.distillation.teacher if recipe.distillation is not None else None)
+    start = teacher_path if trained and recipe.pretrain is None else ctx.outputs["load"]["model_path"]
+    model, tokenizer = _start(ctx, state_dir, start, recipe.training.seed)
+    teacher = _teacher(teacher_path, recipe.task, ctx.data) if teacher_path else None
     pruning = inc_config(recipe.pruning, model.config.model_type) if recipe.pruning is not None else None
     result = fine_tune(model, tokenizer, ctx.data, recipe.training, recipe.data.max_seq_length, pruning,
                        teacher, recipe.distillation, state_dir, ctx.fingerprint, ctx.world)
@@ -188,12 +240,12 @@ def _slim(ctx: StageContext, model: Any, tokenizer: Any) -> dict[str, Any]:
             "max_abs_logit_diff": diff, "samples": len(items)}
 
 
-def _teacher(recipe: Recipe, data: Any) -> Any:
+def _teacher(path: str, task: str, data: Any) -> Any:
     """The dense teacher, checked to answer the same task (same label count for classification)."""
     from .errors import PofaError
     from .modeling import load_model
 
-    teacher = load_model(recipe.distillation.teacher, recipe.task)
+    teacher = load_model(path, task)
     if data.labels is not None and teacher.config.num_labels != len(data.labels):
         raise PofaError(f"distillation.teacher has {teacher.config.num_labels} labels, the task has "
                         f"{len(data.labels)}: the teacher must be fine-tuned on the same task")
@@ -211,24 +263,78 @@ def _teacher(recipe: Recipe, data: Any) -> Any:
 
 def evaluate(ctx: StageContext) -> StageOutput:
     """The task metric of the newest torch model on every evaluation split."""
-    from .evaluate import evaluate_torch
-    from .modeling import load_model, load_tokenizer
-
-    recipe = ctx.recipe
-    path = ctx.model_dir()
-    # Without a train stage ``path`` is the recipe's own model: keep its revision and remote-code choice.
-    tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
-    model = load_model(path, recipe.task, revision=recipe.model.revision,
-                       trust_remote_code=recipe.model.trust_remote_code)
-    scores = {split: evaluate_torch(model, tokenizer, ctx.data, split, _eval_batch(recipe), recipe.data.max_seq_length)
-              for split in ctx.data.eval}
+    scores = _scores(ctx, ctx.model_dir(), list(ctx.data.eval))
     primary = next(iter(scores))
     accuracy = {"metric": ctx.data.metric, "split": primary,
                 "eval_samples": len(ctx.data.eval[primary]), "torch_fp32": scores[primary]}
     if len(scores) > 1:
         accuracy["splits"] = scores
     log.info("evaluation (%s): %s", primary, scores[primary])
-    return StageOutput(outputs={"torch_fp32": scores[primary]}, report={"accuracy": accuracy})
+    reference = _dense_reference(ctx, primary)
+    if reference is not None:
+        accuracy.update(dense_reference=reference,
+                        gap=_gap(ctx, reference["torch_fp32"], scores[primary], "torch_fp32"))
+    return StageOutput(outputs={"torch_fp32": scores[primary],
+                                "dense_reference": reference["torch_fp32"] if reference else None},
+                       report={"accuracy": accuracy})
+
+
+def _scores(ctx: StageContext, path: str, splits: list[str]) -> dict[str, dict[str, float]]:
+    """The task metrics of the torch model at ``path`` on ``splits``. A path that is the recipe's own
+    model keeps its revision and remote-code choice."""
+    from .evaluate import evaluate_torch
+    from .modeling import load_model, load_tokenizer
+
+    recipe = ctx.recipe
+    tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
+    model = load_model(path, recipe.task, revision=recipe.model.revision,
+                       trust_remote_code=recipe.model.trust_remote_code)
+    return {split: evaluate_torch(model, tokenizer, ctx.data, split, _eval_batch(recipe), recipe.data.max_seq_length)
+            for split in splits}
+
+
+DENSE = 0.05  # below this measured sparsity a loaded model counts as dense
+
+
+def _dense_reference(ctx: StageContext, split: str) -> dict[str, Any] | None:
+    """What a pruned model is measured against, in this run: the teacher the run trained, the given
+    teacher, or else the loaded model itself when it is a dense model already fine-tuned on the task
+    (evaluated as loaded, before pruning). None when the run does not prune or has no such model."""
+    recipe, loaded = ctx.recipe, ctx.outputs["load"]
+    if recipe.pruning is None and recipe.pretrain is None:
+        return None
+    trained = ctx.outputs.get("teacher")
+    if trained is not None:
+        return {"source": "the teacher trained in this run (teacher/)", "torch_fp32": trained["metrics"]}
+    if recipe.distillation is not None:
+        path, source = recipe.distillation.teacher, f"distillation.teacher ({recipe.distillation.teacher})"
+    elif recipe.pretrain is None and loaded["sparsity_overall"] < DENSE and loaded.get("task_head"):
+        path, source = loaded["model_path"], "the loaded model, before pruning"
+    else:
+        log.info("no dense reference in this run: the loaded model is sparse or not fine-tuned on the task; "
+                 "`distillation.teacher: auto` trains one")
+        return None
+    metrics = _scores(ctx, path, [split])[split]
+    log.info("dense reference, %s: %s", source, metrics)
+    return {"source": source, "torch_fp32": metrics}
+
+
+def _gap(ctx: StageContext, reference: dict[str, float], measured: dict[str, float], label: str) -> dict[str, Any]:
+    """Points (of each metric, in %) the pruned model loses to the dense reference; past the recipe's
+    ``report.max_gap`` the run says so and names the levers."""
+    from .recipe import ReportSection
+
+    max_gap = (ctx.recipe.report or ReportSection()).max_gap
+    points = {k: round(100 * (reference[k] - measured[k]), 4) for k in measured if k in reference}
+    exceeded = any(value > max_gap for value in points.values())
+    if exceeded:
+        worst = max(points, key=points.__getitem__)
+        teacher = "" if ctx.recipe.distillation else "; distil from a dense teacher (distillation.teacher: auto)"
+        log.warning("%s is %.2f points of %s below its dense reference (report.max_gap %.1f): recover longer "
+                    "(training.num_train_epochs, an earlier pruning end_step), distil purely (distillation.alpha: "
+                    "0), prune less (target_sparsity), or remove heads and neurons instead (pruning.ffn2_sparsity, "
+                    "mha_sparsity)%s", label, points[worst], worst, max_gap, teacher)
+    return {"measured": label, "points": points, "max_gap_points": max_gap, "exceeded": exceeded}
 
 
 PARITY_SAMPLES = 32
@@ -324,6 +430,9 @@ def quantize(ctx: StageContext) -> StageOutput:
     for layer in sparsity["layers"]:
         layer.update({k: v for k, v in int8.get(layer["name"], {}).items() if k != "revived_zeros"})
     accuracy = {label: metrics, "delta": {k: round(metrics[k] - torch_fp32[k], 6) for k in metrics}}
+    reference = ctx.outputs["evaluate"].get("dense_reference")
+    if reference:
+        accuracy["gap"] = _gap(ctx, reference, metrics, label)
     report = {"accuracy": accuracy, "sparsity": sparsity, "runtime": runtime,
               "quantization": {"approach": section.approach, "zeros_revived": 0, "layers_int8": len(int8),
                                "layers_float": sorted(set(float_weights) - set(int8)),

@@ -136,3 +136,26 @@ def test_sequence_lengths_beyond_the_model_are_skipped_and_said(benchmarked, tmp
     report, _ = bench_target(Path(benchmarked.run_dir / "openvino"), settings, tmp_path / "out")
     assert report["benchmark"]["settings"]["sequence_lengths"] == [8]
     assert "4096" in caplog.text
+
+
+def test_verify_sees_the_loaded_engines_before_timing_and_can_stop_the_benchmark(benchmarked):
+    from pofa_openvino.bench import Settings, benchmark, ir_variants
+
+    variants = ir_variants(benchmarked.run_dir / "openvino", "text-classification")
+    settings = Settings(sequence_lengths=(8,), duration_s=0.02, threads=1)
+    seen = []
+
+    def record(engines):
+        seen.append(sorted(engines))
+        assert all(hasattr(engine, "runner") for engine in engines.values())
+        return {"outputs": "agree"}
+
+    result = benchmark(variants, settings, verify=record)
+    assert seen == [sorted(v.name for v in variants)] and result["checks"] == {"outputs": "agree"}
+    assert "checks" not in benchmark(variants, settings)
+
+    def refuse(engines):
+        raise SystemExit("outputs disagree, nothing was timed")
+
+    with pytest.raises(SystemExit, match="nothing was timed"):
+        benchmark(variants, settings, verify=refuse)

@@ -52,6 +52,10 @@ CASES = {
     "not a mapping": ("- a\n- b\n", 1, "", "a recipe is a mapping"),
     "bad rate": (GOOD + "export:\n  sparse_weights_decompression_rate: 0.3\n", 12,
                  "export.sparse_weights_decompression_rate", "use auto, off, or a rate in [0.5, 1.0]"),
+    "teacher budget without auto": (GOOD + "distillation:\n  teacher: offline:all-MiniLM-L6-v2\n"
+                                    "  teacher_training:\n    max_steps: 3\n", 11, "distillation",
+                                    "teacher_training is the budget of the teacher this run fine-tunes"),
+    "negative max_gap": (GOOD + "report:\n  max_gap: -1\n", 12, "report.max_gap", "greater than or equal to 0"),
     "steps reversed": (GOOD + "  start_step: 10\n  end_step: 2\n", 8, "pruning",
                        "end_step (2) is before start_step (10)"),
 }
