@@ -70,9 +70,19 @@ def _parser() -> argparse.ArgumentParser:
     recipes = verbs.add_parser("recipes", help="list recipes: model, task, the result they should reproduce")
     recipes.add_argument("directory", nargs="?", default="recipes", help="a folder of recipes (default: recipes)")
 
-    init = verbs.add_parser("init", help="write a PruneOFA recipe for a model and task, with comments")
-    init.add_argument("--model", required=True, help="a hub id or local HF directory (BERT or DistilBERT style)")
-    init.add_argument("--task", required=True, help="squad, mnli, qqp, qnli or sst2")
+    init = verbs.add_parser("init", help="write a commented recipe: for a model and a GLUE/SQuAD task, or for your "
+                                         "own classification files (--train, --validation)")
+    init.add_argument("--model", help="a hub id or local HF directory (BERT or DistilBERT style); with --train "
+                                      "the default is offline:all-MiniLM-L6-v2")
+    init.add_argument("--task", help="squad, mnli, qqp, qnli or sst2")
+    init.add_argument("--train", help="your training file (.csv, .tsv or .jsonl, one row per example)")
+    init.add_argument("--validation", help="your validation file, same columns")
+    init.add_argument("--text-columns", nargs="+", metavar="COLUMN",
+                      help="the text column, or two for pairs (default: the columns that hold text)")
+    init.add_argument("--label-column", default="label", help="the label column (default: label)")
+    init.add_argument("--target", default="xeon-amx", choices=("xeon-amx", "xeon", "edge"),
+                      help="where it will run: xeon-amx prunes 90%% unstructured (AMX sparse kernels); xeon and "
+                           "edge remove heads and FFN neurons (faster without AMX)")
     init.add_argument("-o", "--output", help="recipe file to write (default: <name>.yaml here)")
     init.add_argument("--force", action="store_true", help="replace an existing file")
 
@@ -268,13 +278,36 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .catalogue import init_recipe
+    from .data_recipe import DEFAULT_MODEL, recipe_for_files
+    from .errors import UsageError
+    from .recipe import load_recipe
+    from .rundir import write_text
 
-    name, text = init_recipe(args.model, args.task)
-    out = Path(args.output or f"{name}.yaml")
+    if bool(args.train) != bool(args.validation):
+        raise UsageError("give both --train and --validation (your own files), or --model and --task")
+    if args.train and args.task:
+        raise UsageError("--task names a GLUE/SQuAD task; with --train and --validation the task is your files'")
+    if not args.train and not (args.model and args.task):
+        raise UsageError("give --model and --task, or --train and --validation")
+    if args.train:
+        out = Path(args.output or f"{Path(args.train).stem}.yaml")
+        text, found = recipe_for_files(Path(args.train), Path(args.validation), out, args.model or DEFAULT_MODEL,
+                                       args.text_columns, args.label_column, args.target)
+        described = (f" ({found.train_rows} training rows, {len(found.labels)} labels, max_seq_length "
+                     f"{found.max_seq_length})")
+    else:
+        name, text = init_recipe(args.model, args.task)
+        out, described = Path(args.output or f"{name}.yaml"), ""
     if out.exists() and not args.force:
         raise PofaError(f"{out} exists; choose another file (-o) or pass --force to replace it")
-    out.write_text(text)
-    print(f"{out}: written. Check it with `pofa-openvino run {out} --smoke`, then run it for real.")
+    check = out.with_name(f".{out.name}.check")  # validated beside its destination (relative paths), then moved
+    write_text(check, text)
+    try:
+        load_recipe(check)
+        check.replace(out)
+    finally:
+        check.unlink(missing_ok=True)
+    print(f"{out}: written{described}. Check it with `pofa-openvino run {out} --smoke`, then run it for real.")
     return 0
 
 

@@ -29,3 +29,9 @@ class DataError(PofaError):
     """Task data is unusable: the message names the file, the row and the column."""
 
     exit_code = 2
+
+
+class UsageError(PofaError):
+    """The command line's options do not go together (or name something that does not exist)."""
+
+    exit_code = 2
