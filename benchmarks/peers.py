@@ -34,6 +34,7 @@ import onnx
 import peer_graphs
 
 from pofa_openvino import bench
+from pofa_openvino.runtime import SPARSE_RATE
 
 log = logging.getLogger("peers")
 
@@ -190,16 +191,19 @@ def variant_copies(graphs: dict[str, Path], onnx_dir: Path, work: Path) -> list[
     return variants
 
 
-def agreement(reference: dict[str, np.ndarray]) -> Any:
+def agreement(reference: dict[str, np.ndarray], other_models: set[str]) -> Any:
     """The ``verify`` step of the benchmark: every loaded engine's logits on the reference inputs against
     torch's; FP32 engines within :data:`FP32_TOLERANCE`, INT8 within :data:`INT8_TOLERANCE` of the
-    logits' range (the densified control's weights differ by design, so it is only reported)."""
+    logits' range (the densified control's weights differ by design, so it is only reported; the
+    ``other_models`` are not this model and are skipped)."""
     expected = reference["logits"]
     spread = float(expected.max() - expected.min())
 
     def verify(engines: dict[str, Any]) -> dict[str, Any]:
         found, failed = {}, []
         for name, engine in engines.items():
+            if name in other_models:
+                continue
             got = np.concatenate([np.asarray(engine.runner(row)()[0]) for row in _rows(reference)])
             difference = float(np.abs(got - expected).max())
             found[name] = {"max_abs_logit_difference": difference,
@@ -215,6 +219,20 @@ def agreement(reference: dict[str, np.ndarray]) -> Any:
         return {"texts": len(expected), "reference_logit_range": spread, "vs_torch_fp32": found}
 
     return verify
+
+
+def extra_irs(items: list[str]) -> list[bench.Variant]:
+    """``NAME=DIR`` OpenVINO INT8 IR directories, measured dense like ``openvino_int8`` (their outputs are
+    not compared with the reference: they are other models, e.g. of the same shape with heads removed)."""
+    variants = []
+    for item in items:
+        name, _, folder = item.partition("=")
+        if not name or not (Path(folder) / "openvino_model.xml").is_file():
+            raise SystemExit(f"--ir {item!r}: give NAME=DIR, DIR holding openvino_model.xml")
+        variant = bench.Variant(f"openvino_int8_{name}", "openvino", Path(folder), properties={SPARSE_RATE: "1.0"})
+        bench.LABELS[variant.name] = f"OpenVINO INT8, {name}"
+        variants.append(variant)
+    return variants
 
 
 def show_logs() -> None:
@@ -234,6 +252,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--seq-len", type=int, nargs="+", default=[32, 128, 384])
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--ir", nargs="+", default=[], metavar="NAME=DIR",
+                        help="more OpenVINO INT8 IR directories to measure beside the peers (e.g. slimmed models)")
     args = parser.parse_args()
     show_logs()
     work = args.work or args.out.parent / "peers"
@@ -247,10 +267,11 @@ def main() -> None:
     sources = {p: digest(p) for p in (args.onnx_dir / "model.onnx", *graphs.values())}
     bench.ENGINES.update(onnxruntime=OnnxRuntimeEngine, deepsparse=DeepSparseEngine)
     bench.LABELS.update(LABELS)
+    others = extra_irs(args.ir)
     variants = [*variant_copies(graphs, args.onnx_dir, work),
-                *bench.ir_variants(args.ir_dir, bench.task_of(args.ir_dir))]
+                *bench.ir_variants(args.ir_dir, bench.task_of(args.ir_dir)), *others]
     settings = bench.Settings(sequence_lengths=tuple(args.seq_len), duration_s=args.duration, threads=args.threads)
-    result = bench.benchmark(variants, settings, verify=agreement(reference))
+    result = bench.benchmark(variants, settings, verify=agreement(reference, {v.name for v in others}))
     changed = [str(path) for path, before in sources.items() if digest(path) != before]
     if changed:
         raise SystemExit(f"an engine rewrote a source graph: {changed}")

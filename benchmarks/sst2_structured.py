@@ -1,0 +1,78 @@
+"""Benchmark: the structured SST-2 MiniLM model (heads and FFN neurons removed by INC while distilling
+from the dense model, then slimmed; ``benchmarks/recipes/sst2-minilm-structured-distill.yaml``) against the dense
+model, both INT8: SST-2 dev accuracy of each, and the speed of PyTorch FP32 (dense), OpenVINO INT8
+dense and OpenVINO INT8 slimmed, measured in this one process.
+
+    .venv/bin/python benchmarks/sst2_structured.py [--runs runs/bench]   # ~8 min on 2 cores, CPU otherwise idle
+
+Needs the finished runs ``sst2-minilm-dense`` and ``sst2-minilm-structured-distill`` under ``--runs``;
+the dense checkpoint's INT8 IR comes from ``sst2-minilm-deploy.yaml`` (run here, resumable). Results:
+``benchmarks/results/sst2_structured.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DEPLOY = HERE / "recipes" / "sst2-minilm-deploy.yaml"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=HERE.parent / "runs" / "bench")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per variant and length")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    import pofa_openvino
+    from pofa_openvino.bench import LABELS, Settings, Variant, benchmark, ir_variants
+    from pofa_openvino.charts import write_charts
+    from pofa_openvino.report import benchmark_markdown
+    from pofa_openvino.rundir import read_json
+
+    dense_checkpoint = args.runs / "sst2-minilm-dense" / "checkpoint"
+    structured = args.runs / "sst2-minilm-structured-distill"
+    dense = pofa_openvino.run(DEPLOY, output_dir=args.runs / "sst2-minilm-dense-deploy", resume=True,
+                              overrides=["name=sst2-minilm-dense-deploy", f"model.name_or_path={dense_checkpoint}",
+                                         "benchmark=null"]).report
+    report = read_json(structured / "report.json")
+    slim = ir_variants(structured / "openvino", "text-classification")[0]
+    slim.name = "openvino_int8_structured"
+    LABELS[slim.name] = "OpenVINO INT8, heads and FFN neurons removed (slimmed)"
+    variants = [Variant("torch_fp32", "torch", dense_checkpoint),
+                ir_variants(args.runs / "sst2-minilm-dense-deploy" / "openvino", "text-classification")[0], slim]
+    result = benchmark(variants, Settings(duration_s=args.duration))
+    result["charts"] = write_charts(result, RESULTS, "sst2_structured")
+    accuracy = {"dense": dense["accuracy"], "structured": report["accuracy"]}
+    points = {kind: 100 * (accuracy["structured"][kind]["accuracy"] - accuracy["dense"]["torch_fp32"]["accuracy"])
+              for kind in ("torch_fp32", "openvino_int8")}
+    speed = result["ratios"]["vs_openvino_int8"]["openvino_int8_structured"]["latency_speedup"]
+    eager = result["ratios"]["vs_torch_fp32"]["openvino_int8_structured"]["latency_speedup"]
+    summary = {"structure": report["structure"], "training": report["training"], "accuracy": accuracy,
+               "points_vs_dense_fp32": points, "speedup_vs_dense_int8": speed, "speedup_vs_torch_fp32": eager,
+               "benchmark": result}
+    (RESULTS / "sst2_structured.json").write_text(json.dumps(summary, indent=2) + "\n")
+    structure = report["structure"]
+    kept = ", ".join(f"{layer['heads']}/{layer['intermediate_size']}" for layer in structure["layers"])
+    table = [f"| {name} | {accuracy[name]['torch_fp32']['accuracy']:.4f} | "
+             f"{accuracy[name]['openvino_int8']['accuracy']:.4f} |" for name in ("dense", "structured")]
+    lines = [f"# SST-2 MiniLM: structured (heads and FFN neurons removed) vs dense, INT8 ({result['date'][:10]})", "",
+             f"Kept per layer (heads / FFN neurons): {kept}; {structure['flops_ratio']:.2f}x fewer encoder FLOPs at "
+             f"128 tokens; {structure['parameters_before'] / 1e6:.1f}M -> {structure['parameters_after'] / 1e6:.1f}M "
+             "parameters.", "", "| model (SST-2 dev accuracy) | torch FP32 | OpenVINO INT8 |", "|---|---:|---:|",
+             *table, "",
+             f"Structured vs dense FP32 (points): torch FP32 {points['torch_fp32']:+.2f}, INT8 "
+             f"{points['openvino_int8']:+.2f}. Slimmed INT8 vs dense INT8: "
+             + ", ".join(f"{speed[n]:.2f}x at {n}" for n in speed) + "; vs PyTorch FP32 eager (dense): "
+             + ", ".join(f"{eager[n]:.2f}x at {n}" for n in eager) + " tokens.", "",
+             *benchmark_markdown(result)[2:]]
+    (RESULTS / "sst2_structured.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
