@@ -461,6 +461,8 @@ def _apply_override(data: dict[str, Any], item: str) -> str:
         value = raw
     node = data
     parts = key.split(".")
+    if not all(part.strip() for part in parts):
+        raise RecipeError(f"{key!r} has an empty part; write section.key=value", source=f"--set {item}")
     for part in parts[:-1]:
         child = node.get(part)
         if child is None:
@@ -477,21 +479,28 @@ def _validate(data: dict[str, Any], name: str, lines: yaml_lines.LineMap, origin
         return Recipe.model_validate(data)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        loc = tuple(error["loc"])
+        loc = tuple(part for part in error["loc"] if not _UNION_BRANCH.match(str(part)))
         key = yaml_lines.dotted(loc)
         source, line = _where(key, name, lines, origins)
         raise RecipeError(_describe(error, loc), source=source, line=line, key=key or "(top level)") from None
 
 
+# pydantic names the branch of a union that failed (``literal['auto','off']``, ``float``): not a key.
+_UNION_BRANCH = re.compile(r"^(literal|function-\w+|tagged-union|union|chain|lax-or-strict)\[.*\]$|"
+                           r"^(float|int|str|bool|list|dict|none)$")
+
+
 def _where(key: str, name: str, lines: yaml_lines.LineMap, origins: dict[str, str]) -> tuple[str, int | None]:
-    """The file and line of ``key``, or of its nearest parent that the file spells out."""
+    """The file and line of ``key``, or of its nearest parent that the file spells out. Each step drops
+    the last part of the key, so the walk always ends."""
     probe = key
     while probe:
         if probe in origins and origins[probe] != name:
             return origins[probe], None
         if probe in lines:
             return name, lines[probe]
-        probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe) if ("." in probe or "[" in probe) else ""
+        parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+        probe = parent if parent != probe else probe.rpartition(".")[0]
     return name, None
 
 

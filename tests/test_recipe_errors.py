@@ -55,6 +55,10 @@ CASES = {
     "teacher budget without auto": (GOOD + "distillation:\n  teacher: offline:all-MiniLM-L6-v2\n"
                                     "  teacher_training:\n    max_steps: 3\n", 11, "distillation",
                                     "teacher_training is the budget of the teacher this run fine-tunes"),
+    "union typo": (GOOD + "export:\n  sparse_weights_decompression_rate: Auto\n", 12,
+                   "export.sparse_weights_decompression_rate", "'Auto' is not allowed; use auto or off"),
+    "union list": (GOOD + "export:\n  sparse_weights_decompression_rate: [auto]\n", 12,
+                   "export.sparse_weights_decompression_rate", "['auto'] is not allowed"),
     "negative max_gap": (GOOD + "report:\n  max_gap: -1\n", 12, "report.max_gap", "greater than or equal to 0"),
     "steps reversed": (GOOD + "  start_step: 10\n  end_step: 2\n", 8, "pruning",
                        "end_step (2) is before start_step (10)"),
@@ -115,3 +119,23 @@ channelx1, 1xchannel or mha (attention heads)""")
     debug = subprocess.run([sys.executable, "-m", "pofa_openvino.cli", "--debug", "validate", str(path)],
                            capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("export.sparse_weights_decompression_rate=half", "export.sparse_weights_decompression_rate: 'half' is not"),
+    ("training..seed=5", "'training..seed' has an empty part"),
+    (".seed=5", "'.seed' has an empty part"),
+])
+def test_set_errors_in_unions_and_empty_keys_end_with_one_line(override, expected, tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD)
+    assert main(["validate", str(path), "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == err.splitlines()[0] and err.startswith(f"--set {override}: ") and expected in err
+
+
+@pytest.mark.parametrize("key", ["a.b.literal['auto','off']", "training.", "a..b", ".x", "x[0].", "[0]", "a.float"])
+def test_the_line_lookup_ends_for_any_key(key):
+    from pofa_openvino.recipe import _where
+
+    assert _where(key, "r.yaml", {"a": 3}, {}) in {("r.yaml", 3), ("r.yaml", None)}
