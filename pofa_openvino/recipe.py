@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from . import yaml_lines
 from .errors import RecipeError
@@ -29,9 +38,21 @@ BUILTIN_DATASETS = ("builtin:sentiment",)
 
 
 class Section(BaseModel):
-    """Base of every recipe section: unknown keys are errors, assignments are re-validated."""
+    """Base of every recipe section: unknown keys are errors, assignments are re-validated, numbers are
+    finite (``.inf`` would train to NaN or never end), and ``true``/``false`` are not numbers."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yes_no_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and not _admits_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{str(value).lower()} is a yes/no value; this key takes a number or a name")
+        return value
+
+
+def _admits_bool(annotation: Any) -> bool:
+    return annotation is bool or annotation is Any or any(_admits_bool(a) for a in getattr(annotation, "__args__", ()))
 
 
 class ModelSection(Section):
@@ -175,7 +196,7 @@ class TrainingSection(Section):
     weight_decay: float = Field(default=0.01, ge=0.0)
     warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
     max_grad_norm: float = Field(default=1.0, gt=0.0)
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)  # what numpy and torch accept
     logging_steps: int = Field(default=10, ge=1)
     save_steps: int | None = Field(default=None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
