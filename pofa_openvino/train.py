@@ -225,6 +225,7 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
                     running += loss.item() / len(group)
                     examples += len(next(iter(batch.values())))
                 running = world.mean(running)
+                _require_finite(running, state["step"] + 1)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
                 if hooks:
                     hooks.before_optimizer_step()
@@ -261,6 +262,15 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
         if objective.teacher is not None:
             objective.teacher.cpu()
     return result
+
+
+def _require_finite(loss: float, step: int) -> None:
+    """A NaN or infinite loss poisons every weight at the next optimizer step: stop before it."""
+    from .errors import StageError
+
+    if not math.isfinite(loss):
+        raise StageError(f"the training loss is {loss} at step {step}: training stopped before the weights were "
+                         "updated with it; lower training.learning_rate (or check the data), then rerun with --resume")
 
 
 def _parallel(model: Any, objective: Objective, probe: list[Any], where: Any, world: World) -> Any:

@@ -16,6 +16,7 @@ from conftest import tiny_recipe
 
 from pofa_openvino import PofaError, run
 from pofa_openvino.cli import main
+from pofa_openvino.errors import StageError
 
 pytestmark = pytest.mark.slow
 
@@ -212,3 +213,13 @@ def test_a_teacher_with_another_label_order_is_refused(tiny_bert, tmp_path):
     recipe = tiny_recipe(tiny_bert, distillation={"teacher": str(teacher)})
     with pytest.raises(PofaError, match=r"orders its labels \['positive', 'negative'\]"):
         run(recipe, output_dir=tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_stops_training_at_its_step_and_keeps_the_earlier_stages(tiny_bert, tmp_path):
+    recipe = tiny_recipe(tiny_bert, training={"max_steps": 6, "per_device_train_batch_size": 16,
+                                              "learning_rate": 1e30})
+    with pytest.raises(StageError, match=r"the training loss is (nan|inf|-inf) at step [2-6]: training stopped"):
+        run(recipe, output_dir=tmp_path / "run")
+    stages = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
+    assert stages["load"]["status"] == "done" and stages["train"]["status"] == "failed"
