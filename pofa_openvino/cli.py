@@ -206,7 +206,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.pairs is not None and len(args.pairs) != len(args.texts):
         raise PofaError(f"--pair given {len(args.pairs)} times for {len(args.texts)} texts: give one per text")
     for text, result in zip(args.texts, Bundle(args.bundle).predict(args.texts, args.pairs), strict=True):
-        print(json.dumps({"text": text, **result}))
+        try:
+            line = json.dumps({"text": text, **result}, allow_nan=False)
+        except ValueError:
+            raise PofaError(f"{args.bundle}: the model's outputs for {text[:40]!r} are not finite (NaN or "
+                            "infinity); `pofa-openvino verify` on the bundle says more") from None
+        print(line)
     return 0
 
 

@@ -207,3 +207,33 @@ def test_a_bundle_never_carries_machine_paths_or_tokens(tmp_path, leak):
     (tmp_path / "bundle" / "config.json").write_text(json.dumps({"note": leak.format(run_dir=run_dir)}))
     with pytest.raises(StageError, match="config.json would carry"):
         _nothing_private(tmp_path / "bundle", run_dir)
+
+
+def _rewrite_selftest(bundle: Path, change) -> None:
+    """Alter selftest.json and re-seal the manifest over it, as someone who edits the bundle would."""
+    from pofa_openvino.rundir import sha256_file
+
+    path = bundle / "selftest.json"
+    selftest = json.loads(path.read_text())
+    change(selftest)
+    path.write_text(json.dumps(selftest))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["selftest.json"] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _shift(selftest: dict) -> None:
+    selftest["outputs"] = {k: (np.asarray(v) + 1.0).tolist() for k, v in selftest["outputs"].items()}
+    selftest["tolerance"] = 1e9
+
+
+def _nan(selftest: dict) -> None:
+    selftest["outputs"] = {k: np.full_like(np.asarray(v, dtype=float), np.nan).tolist()
+                           for k, v in selftest["outputs"].items()}
+
+
+@pytest.mark.parametrize("change", [_shift, _nan])
+def test_the_selftest_tolerance_is_the_formats_and_nan_never_passes(copy, change):
+    _rewrite_selftest(copy, change)
+    with pytest.raises(BundleError, match="^self-test failed: outputs differ from the stored ones by up to"):
+        verify(copy)
