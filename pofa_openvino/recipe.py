@@ -458,6 +458,9 @@ def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None
         base_dir = path.resolve().parent
     if not isinstance(data, dict):
         raise RecipeError("a recipe is a mapping of sections (name, model, data, ...)", source=name, line=1)
+    for section, field in Recipe.model_fields.items():  # `training:` with nothing under it: its defaults
+        if data.get(section, {}) is None and _model_of(field.annotation) is not None:
+            data[section] = {}
     origins = {key: name for key in lines}
     for item in overrides or []:
         key = _apply_override(data, item)
@@ -520,6 +523,9 @@ def _where(key: str, name: str, lines: yaml_lines.LineMap, origins: dict[str, st
             return origins[probe], None
         if probe in lines:
             return name, lines[probe]
+        below = [origin for k, origin in origins.items() if origin != name and k.startswith(probe + ".")]
+        if below:  # a key the file does not have, made by --set (nothere.x=1)
+            return below[0], None
         parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
         probe = parent if parent != probe else probe.rpartition(".")[0]
     return name, None
@@ -572,7 +578,9 @@ def _resolve_paths(recipe: Recipe, base: Path, lines: yaml_lines.LineMap, origin
         raise RecipeError(message, source=source, line=line, key=key)
 
     def local_file(key: str, value: str) -> str:
-        path = (base / value).expanduser()
+        path = base / Path(value).expanduser()
+        if path.is_dir():
+            fail(key, f"{path} is a directory; give the file itself")
         if not path.is_file():
             fail(key, f"file not found: {path}")
         return str(path.resolve())
@@ -608,7 +616,7 @@ def _resolve_model_ref(value: str, base: Path) -> tuple[str, str | None]:
             return value, f"{value!r} is not an offline model; use " + ", ".join(
                 f"offline:{n}" for n in OFFLINE_MODELS)
         return value, None
-    local = (base / value).expanduser()
+    local = base / Path(value).expanduser()
     if value.startswith((".", "/", "~")) or local.is_dir():
         if not (local / "config.json").is_file():
             return value, f"no Hugging Face model directory (config.json) at {local}"

@@ -59,6 +59,9 @@ CASES = {
                    "export.sparse_weights_decompression_rate", "'Auto' is not allowed; use auto or off"),
     "union list": (GOOD + "export:\n  sparse_weights_decompression_rate: [auto]\n", 12,
                    "export.sparse_weights_decompression_rate", "['auto'] is not allowed"),
+    "a directory as a data file": (GOOD.replace("  dataset: builtin:sentiment",
+                                                "  train_file: .\n  validation_file: ."), 5, "data.train_file",
+                                   "is a directory; give the file itself"),
     "negative max_gap": (GOOD + "report:\n  max_gap: -1\n", 12, "report.max_gap", "greater than or equal to 0"),
     "steps reversed": (GOOD + "  start_step: 10\n  end_step: 2\n", 8, "pruning",
                        "end_step (2) is before start_step (10)"),
@@ -139,3 +142,29 @@ def test_the_line_lookup_ends_for_any_key(key):
     from pofa_openvino.recipe import _where
 
     assert _where(key, "r.yaml", {"a": 3}, {}) in {("r.yaml", 3), ("r.yaml", None)}
+
+
+def test_a_set_key_the_file_lacks_is_blamed_on_the_set(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD)
+    assert main(["validate", str(path), "--set", "nothere.x=1"]) == 2
+    assert capsys.readouterr().err.startswith("--set nothere.x=1: nothere: unknown key")
+
+
+def test_an_empty_section_is_the_section_with_its_defaults(tmp_path):
+    from pofa_openvino.recipe import load_recipe
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD.replace("training:\n  max_steps: 5\n", "training:\n"))
+    assert load_recipe(path).training.max_steps == -1
+
+
+def test_home_is_expanded_in_data_paths(tmp_path, monkeypatch):
+    from pofa_openvino.recipe import load_recipe
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "t.tsv").write_text("text\tlabel\nfine\t1\n")
+    path = tmp_path / "elsewhere" / "recipe.yaml"
+    path.parent.mkdir()
+    path.write_text(GOOD.replace("  dataset: builtin:sentiment", "  train_file: ~/t.tsv\n  validation_file: ~/t.tsv"))
+    assert load_recipe(path).data.train_file == str(tmp_path / "t.tsv")
