@@ -49,9 +49,6 @@ def survey(train: Path, validation: Path, text_columns: list[str] | None, label_
     columns = text_columns or _text_columns(read_rows(train)[0], label_column, train)
     data = load_classification(DataSection(train_file=str(train), validation_file=str(validation),
                                            text_columns=columns, label_column=label_column))
-    if len(data.labels) < 2:
-        raise DataError(f"{train}: column {label_column!r} holds one label only ({data.labels[0]!r}); a "
-                        "classifier needs at least two")
     counts = np.bincount([e.label for e in data.train], minlength=len(data.labels))
     sample = data.train[:: max(1, len(data.train) // LENGTH_SAMPLE)]
     encoded = tokenizer(*zip(*(e.texts for e in sample), strict=True), truncation=True, max_length=max_positions)

@@ -82,6 +82,14 @@ class DataSection(Section):
     n_best_size: int = Field(default=20, ge=1)
     max_answer_length: int = Field(default=30, ge=1)
 
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        repeated = sorted({name for name in value or [] if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once: each label names one class")
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> DataSection:
         if self.dataset is None and not (self.train_file and self.validation_file):

@@ -40,6 +40,34 @@ def test_bad_rows_are_named(tmp_path, content, message):
     assert str(info.value).startswith(str(tmp_path / "train.tsv")) and message in str(info.value)
 
 
+@pytest.mark.parametrize("content, suffix, message", [
+    ("text\tlabel\nok\tpos\nfine\tpos\n", ".tsv", "every training row has the label 'pos'"),
+    ("text\tlabel\nok\t0\nfine\t99999\n", ".tsv", "integer labels are class ids 0..N-1, the file has 0, 99999"),
+    ("text\tlabel\nok\t1\nfine\t2\n", ".tsv", "the file has 1, 2"),
+    ('[{"text": "a", "label": 1}]\n', ".jsonl", ":1: a list, not a JSON object"),
+    ("text\tlabel\ncaf\xe9\t1\n", ".tsv", "train.tsv:2: not UTF-8 text"),
+])
+def test_degenerate_and_unreadable_files_are_refused_with_the_reason(tmp_path, content, suffix, message):
+    path = tmp_path / f"train{suffix}"
+    path.write_bytes(content.encode("latin-1"))
+    with pytest.raises(DataError, match=r"^" + str(path).replace(".", r"\.")) as info:
+        load_classification(DataSection(train_file=str(path), validation_file=str(path)))
+    assert message in str(info.value)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes("\ufefftext,label\ngood,pos\nbad,neg\n".encode())
+    assert read_rows(path)[0] == {"text": "good", "label": "pos"}
+
+
+def test_a_label_listed_twice_is_a_recipe_error():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="'pos' listed more than once"):
+        DataSection(dataset="builtin:sentiment", labels=["pos", "neg", "pos"])
+
+
 @pytest.mark.needs_shared_data
 def test_shared_sst2_has_the_glue_columns(shared_data):
     rows = read_rows(shared_data / "sst2" / "dev.tsv")

@@ -87,7 +87,8 @@ def _one_label(tmp_path):
     train, validation = tmp_path / "t.csv", tmp_path / "v.csv"
     _write(train, _rows(10, 0, labels=("only",)))
     _write(validation, _rows(5, 1, labels=("only",)))
-    return ["--train", str(train), "--validation", str(validation), "--label-column", "intent"], "one label only"
+    return (["--train", str(train), "--validation", str(validation), "--label-column", "intent"],
+            "every training row has the label 'only'")
 
 
 def _no_label_column(tmp_path):

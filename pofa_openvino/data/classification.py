@@ -83,8 +83,12 @@ def load_classification(data: Any) -> ClassificationData:
     else:
         columns = tuple(data.text_columns or ("text",))
         train_rows = read_rows(Path(data.train_file))
-        labels = data.labels or _label_set(train_rows, data.label_column)
+        labels = data.labels or _label_set(train_rows, data.label_column, Path(data.train_file))
         train = _examples(train_rows, Path(data.train_file), columns, data.label_column, labels)
+        seen = {e.label for e in train}
+        if len(seen) < 2:
+            raise DataError(f"{data.train_file}: every training row has the label {labels[seen.pop()]!r}; a "
+                            "classifier needs rows of at least two classes")
         eval_path = Path(data.validation_file)
         evaluation = _examples(read_rows(eval_path), eval_path, columns, data.label_column, labels)
         result = ClassificationData(train, {"validation": evaluation}, labels, columns)
@@ -102,27 +106,50 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix not in {".csv", ".tsv", ".jsonl", ".json"}:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
-    with path.open(encoding="utf-8", newline="") as handle:
-        if suffix == ".jsonl" or suffix == ".json":
-            rows = []
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}:{number}: not a JSON object: {exc.msg}") from None
-        else:
-            rows = list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",",
-                                       quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL))
+    try:  # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first column's name
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            if suffix == ".jsonl" or suffix == ".json":
+                rows = []
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise DataError(f"{path}:{number}: not a JSON object: {exc.msg}") from None
+                        if not isinstance(rows[-1], dict):
+                            raise DataError(f"{path}:{number}: a {type(rows[-1]).__name__}, not a JSON object "
+                                            "(one object per line)")
+            else:
+                rows = list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",",
+                                           quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}:{_undecodable_line(path)}: not UTF-8 text; save the file as UTF-8") from None
     if not rows:
         raise DataError(f"{path}: the file has no data rows")
     return rows
 
 
-def _label_set(rows: list[dict[str, Any]], column: str) -> list[str]:
+def _undecodable_line(path: Path) -> int:
+    """The line of the first byte that is not UTF-8 (the decoder's own offset is within its buffer)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return data[: exc.start].count(b"\n") + 1
+    return 1
+
+
+def _label_set(rows: list[dict[str, Any]], column: str, path: Path) -> list[str]:
+    """Names sorted; integer labels are class ids and must be 0..N-1 (0 and 99999 would make a
+    100,000-class head)."""
     values = {str(row.get(column)) for row in rows if row.get(column) not in (None, "")}
-    if all(v.lstrip("-").isdigit() for v in values):
-        return [str(i) for i in range(max(int(v) for v in values) + 1)]
+    if values and all(v.lstrip("-").isdigit() for v in values):
+        ids = sorted(int(v) for v in values)
+        if ids != list(range(len(ids))):
+            shown = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
+            raise DataError(f"{path}: integer labels are class ids 0..N-1, the file has {shown}; renumber them "
+                            "or list the names in data.labels")
+        return [str(i) for i in ids]
     return sorted(values)
 
 
