@@ -24,7 +24,7 @@ from .bench import versions
 from .distributed import World, join
 from .errors import PofaError, RecipeError, StageError
 from .recipe import Recipe, load_recipe
-from .rundir import MANIFEST_FORMAT, claim, read_json, sha256_tree, write_json, write_text
+from .rundir import MANIFEST_FORMAT, claim, read_json, sha256_tree, write_json, write_text, written_entries
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +190,26 @@ def package_run(run_dir: Path, section: Any, output: str | Path | None = None, f
 
     manifest, spec, done = _finished_run(run_dir)
     out = Path(output).resolve() if output else run_dir / "package"
-    if output and out.exists() and any(out.iterdir()) and not force:
-        raise PofaError(f"{out} is not empty; choose another directory (-o) or pass --force to replace it")
+    if output and out.exists() and any(out.iterdir()):
+        if not _is_bundle(out):
+            raise PofaError(f"{out} is not empty and holds no bundle of this tool; --force replaces only a bundle "
+                            "it wrote: choose another directory (-o)")
+        if not force:
+            raise PofaError(f"{out} holds a bundle; choose another directory (-o) or pass --force to replace it")
     ctx = StageContext(recipe=spec.model_copy(update={"package": section}), run_dir=run_dir, outputs=done,
                        report=read_json(run_dir / "report.json"))
     began, started = time.perf_counter(), _now()
     return _record(run_dir, manifest, spec, "package", started, began, package_into(ctx, out).report)
+
+
+def _is_bundle(folder: Path) -> bool:
+    """Whether ``folder`` holds a bundle this tool wrote (its manifest names the bundle format)."""
+    from .bundle import FORMAT, MANIFEST
+
+    try:
+        return read_json(folder / MANIFEST).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _finished_run(run_dir: Path) -> tuple[dict[str, Any], Recipe, dict[str, Any]]:
@@ -298,7 +312,8 @@ def _new_manifest(spec: Recipe, previous: dict[str, Any] | None) -> dict[str, An
 
 
 def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict[str, Any]:
-    """``report.json`` is derived: the recipe, each finished stage's sections in order, and timings."""
+    """``report.json`` is derived: the recipe, each finished stage's sections in order, and timings.
+    The manifest records what the run has written, which is all a later ``--force`` may remove."""
     report: dict[str, Any] = {"recipe": {"name": spec.name, "source": spec.source,
                                          "sha256": manifest["recipe_sha256"]}}
     for entry in manifest["stages"].values():
@@ -309,6 +324,8 @@ def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict
     report["timings"] = {name: entry.get("seconds") for name, entry in manifest["stages"].items()}
     write_json(run_dir / "report.json", report)
     write_text(run_dir / "report.md", report_md.markdown(report))
+    manifest["written"] = written_entries(run_dir)
+    write_json(run_dir / "manifest.json", manifest)
     return report
 
 

@@ -14,10 +14,11 @@ from typing import Any
 
 from .errors import PofaError
 
-# Everything a run writes at its top level; --force removes these and nothing else.
+# Everything a run may write at its top level. --force removes, of these, only what the previous run's
+# manifest says it wrote (``written``), and never anything in a directory that holds no run.
 RUN_ENTRIES = ("recipe.yaml", "manifest.json", "report.json", "report.md", "pretrain-state", "pretrained",
-               "train-state", "checkpoint", "openvino-fp32", "openvino", "benchmark", "package", "package.tar.gz",
-               "smoke")
+               "teacher-state", "teacher", "train-state", "checkpoint", "openvino-fp32", "openvino", "benchmark",
+               "package", "package.tar.gz", "smoke")
 MANIFEST_FORMAT = 1
 
 
@@ -87,13 +88,16 @@ def claim(run_dir: Path, recipe_name: str, resume: bool, force: bool) -> dict[st
         return None
     previous = _manifest_or_none(manifest_path)
     same_recipe = previous is not None and previous.get("recipe_name") == recipe_name
+    if force and previous is None:
+        clash = written_entries(run_dir)
+        if clash:
+            raise PofaError(f"{run_dir} holds no run of this tool, but names a run would write: {', '.join(clash)}; "
+                            "--force replaces only a run's own files: choose another output directory (-o)")
+        return None  # the run writes beside the other files, touching none of them
     if force:
-        for entry in RUN_ENTRIES:
-            target = run_dir / entry
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
+        for entry in previous.get("written", RUN_ENTRIES):  # manifests before `written` were all runs' own
+            if entry in RUN_ENTRIES:
+                remove_entry(run_dir / entry)
         return None
     if same_recipe and resume:
         return previous
@@ -103,6 +107,19 @@ def claim(run_dir: Path, recipe_name: str, resume: bool, force: bool) -> dict[st
     what = f"a run of recipe {previous.get('recipe_name')!r}" if previous else "files that are not a run"
     raise PofaError(f"{run_dir} is not empty and holds {what}; choose another output directory (-o) "
                     "or pass --force to replace the run's files in it")
+
+
+def written_entries(run_dir: Path) -> list[str]:
+    """What the run has written at its top level so far (recorded in its manifest)."""
+    return [entry for entry in RUN_ENTRIES if (run_dir / entry).exists() or (run_dir / entry).is_symlink()]
+
+
+def remove_entry(target: Path) -> None:
+    """A file, a directory tree, or a link (the link only: what it points to is not this tool's)."""
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        shutil.rmtree(target)
 
 
 def _manifest_or_none(path: Path) -> dict[str, Any] | None:

@@ -237,3 +237,20 @@ def test_the_selftest_tolerance_is_the_formats_and_nan_never_passes(copy, change
     _rewrite_selftest(copy, change)
     with pytest.raises(BundleError, match="^self-test failed: outputs differ from the stored ones by up to"):
         verify(copy)
+
+
+@pytest.mark.parametrize("where", ["user files", "the run itself"])
+def test_package_force_replaces_only_a_bundle(packaged, tmp_path, capsys, where):
+    if where == "user files":
+        out = tmp_path / "mine"
+        out.mkdir()
+        (out / "notes.txt").write_text("keep me")
+    else:
+        out = packaged.run_dir
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["package", str(packaged.run_dir), "-o", str(out), "--force"]) == 1
+    assert "holds no bundle of this tool" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+    again = tmp_path / "bundle"
+    assert main(["package", str(packaged.run_dir), "-o", str(again)]) == 0
+    assert main(["package", str(packaged.run_dir), "-o", str(again), "--force"]) == 0  # its own bundle: replaced

@@ -80,6 +80,31 @@ def test_a_foreign_directory_is_never_clobbered(tiny_bert, tmp_path):
     assert (out / "notes.txt").read_text() == "keep me" and (out / "report.json").exists()
 
 
+@pytest.mark.parametrize("mine", ["checkpoint", "report.md", "benchmark"])
+def test_force_never_removes_what_the_tool_did_not_write(tiny_bert, tmp_path, mine):
+    out = tmp_path / "mine"
+    users = out / mine if mine.endswith(".md") else out / mine / "weights.bin"
+    users.parent.mkdir(parents=True)
+    users.write_text("the user's")
+    with pytest.raises(PofaError, match=f"holds no run of this tool, but names a run would write: {mine}"):
+        run(tiny_recipe(tiny_bert), output_dir=out, force=True)
+    assert users.read_text() == "the user's"
+
+
+def test_force_removes_only_what_the_previous_run_wrote_and_a_link_not_its_target(tiny_bert, tmp_path):
+    out, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run(tiny_recipe(tiny_bert, training=None), output_dir=out)
+    written = json.loads((out / "manifest.json").read_text())["written"]
+    assert "checkpoint" not in written and {"manifest.json", "report.md"} <= set(written)
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("kept")
+    (out / "checkpoint").symlink_to(elsewhere)  # added by the user after the run: not the run's
+    (out / "notes.txt").write_text("kept")
+    run(tiny_recipe(tiny_bert, training=None), output_dir=out, force=True)
+    assert (elsewhere / "keep.txt").read_text() == "kept" and (out / "notes.txt").read_text() == "kept"
+    assert (out / "checkpoint").is_symlink()
+
+
 def test_cli_run_prints_results_and_refuses_a_second_run(tiny_bert, tmp_path, capsys):
     recipe_path = tmp_path / "recipe.yaml"
     recipe_path.write_text(yaml.safe_dump(tiny_recipe(tiny_bert)))
