@@ -54,9 +54,17 @@ def check_files(root: Path, manifest: dict[str, Any]) -> None:
     """Every listed file present with its size and sha256, and no file that is not listed. One
     problem is named as it is; several at once mean the manifest is another bundle's."""
     listed, problems = manifest["files"], []
+    if not isinstance(listed, dict):
+        raise BundleError(f"{MANIFEST}: `files` is not a mapping of file names to sizes and sha256")
     for name, expected in listed.items():
         path = root / name
-        if not path.is_file():
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BundleError(f"{MANIFEST}: {name!r} lies outside the bundle; refused")
+        if not isinstance(expected, dict) or not {"bytes", "sha256"} <= set(expected):
+            raise BundleError(f"{MANIFEST}: the entry of {name} has no bytes and sha256")
+        if path.is_symlink():
+            problems.append(f"{name}: a link, not a file of the bundle")
+        elif not path.is_file():
             problems.append(f"{name}: missing from the bundle")
         elif path.stat().st_size != expected["bytes"]:
             problems.append(f"{name}: {path.stat().st_size} bytes, the manifest says {expected['bytes']} "
@@ -73,6 +81,25 @@ def check_files(root: Path, manifest: dict[str, Any]) -> None:
                           "the bundle was altered: " + "; ".join(problems))
 
 
+def check_model_config(root: Path, manifest: dict[str, Any]) -> None:
+    """The manifest's task and labels must be the checksummed model config's: reversed labels in the
+    manifest would make ``predict`` answer the opposite class."""
+    path = root / "model" / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"model/config.json: not readable JSON ({exc})") from None
+    qa = any(str(a).endswith("ForQuestionAnswering") for a in config.get("architectures") or [])
+    if (manifest["task"] == "question-answering") != qa:
+        raise BundleError(f"{MANIFEST}: task {manifest['task']!r}, but model/config.json is "
+                          f"{', '.join(config.get('architectures') or ['no architecture'])}")
+    if manifest["task"] == "text-classification":
+        id2label = config.get("id2label") or {}
+        labels = [str(id2label.get(str(i), id2label.get(i))) for i in range(len(id2label))]
+        if labels != [str(label) for label in manifest["labels"] or []]:
+            raise BundleError(f"{MANIFEST}: labels {manifest['labels']} differ from model/config.json's {labels}")
+
+
 class Bundle:
     """A bundle compiled for the CPU with its runtime config; :meth:`predict` takes raw strings."""
 
@@ -86,6 +113,7 @@ class Bundle:
         self.manifest = read_manifest(self.root)
         if check:
             check_files(self.root, self.manifest)
+            check_model_config(self.root, self.manifest)
         config = json.loads((self.root / "runtime_config.json").read_text()).get("CPU", {})
         self.model = SparseModel(self.root / "model", config)
         core = ov.Core()

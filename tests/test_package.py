@@ -254,3 +254,32 @@ def test_package_force_replaces_only_a_bundle(packaged, tmp_path, capsys, where)
     again = tmp_path / "bundle"
     assert main(["package", str(packaged.run_dir), "-o", str(again)]) == 0
     assert main(["package", str(packaged.run_dir), "-o", str(again), "--force"]) == 0  # its own bundle: replaced
+
+
+def _reseal(bundle: Path, change) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    change(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _link_the_config(bundle: Path) -> None:
+    config = bundle / "model" / "config.json"
+    real = bundle.parent / "config.json"
+    config.rename(real)
+    config.symlink_to(real)
+
+
+@pytest.mark.parametrize(("alter", "message"), [
+    (lambda b: _reseal(b, lambda m: m.update(labels=m["labels"][::-1])),
+     r"^manifest.json: labels \['positive', 'negative'\] differ from model/config.json's"),
+    (lambda b: _reseal(b, lambda m: m.update(task="question-answering")), "^manifest.json: task 'question-answering'"),
+    (lambda b: _reseal(b, lambda m: m["files"].update({"../../etc/hostname": {"bytes": 1, "sha256": "0"}})),
+     "^manifest.json: '../../etc/hostname' lies outside the bundle"),
+    (lambda b: _reseal(b, lambda m: m.update(files=["model"])), "^manifest.json: `files` is not a mapping"),
+    (lambda b: _reseal(b, lambda m: m["files"].update({"README.md": "x"})), "the entry of README.md has no bytes"),
+    (_link_the_config, "^model/config.json: a link, not a file of the bundle"),
+])
+def test_verify_refuses_a_manifest_that_lies_and_links(copy, alter, message):
+    alter(copy)
+    with pytest.raises(BundleError, match=message):
+        verify(copy)
