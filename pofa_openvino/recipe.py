@@ -459,10 +459,10 @@ def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None
         path = Path(source)
         name = str(source)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except OSError as exc:
             raise RecipeError(f"cannot read recipe: {exc.strerror}", source=name) from None
-        data, lines = yaml_lines.parse(text, name)
+        data, lines = yaml_lines.parse(yaml_lines.decode(raw, name), name)
         base_dir = path.resolve().parent
     if not isinstance(data, dict):
         raise RecipeError("a recipe is a mapping of sections (name, model, data, ...)", source=name, line=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -168,3 +169,31 @@ def test_home_is_expanded_in_data_paths(tmp_path, monkeypatch):
     path.parent.mkdir()
     path.write_text(GOOD.replace("  dataset: builtin:sentiment", "  train_file: ~/t.tsv\n  validation_file: ~/t.tsv"))
     assert load_recipe(path).data.train_file == str(tmp_path / "t.tsv")
+
+
+def _bomb() -> bytes:
+    text = "a: &a [" + ", ".join(['"lol"'] * 9) + "]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        text += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+    return text.encode()
+
+
+@pytest.mark.parametrize(("raw", "line", "expected"), [
+    ("name: d\xe9mo\n".encode("latin-1"), 1, "not UTF-8 text; save the recipe as UTF-8"),
+    ("name: demo\n".encode("utf-16"), 1, "UTF-16 text"),
+    (b"name: demo\nmodel:\x00\n", 2, "contains NUL bytes"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), 3, "contains NUL bytes"),
+    (b"a: &a [*a]\n", 1, "an alias refers to the collection it is in"),
+    (_bomb(), 1, "more than 100,000 values once its aliases are expanded"),
+    (b"a: " + b"[" * 3000 + b"]" * 3000 + b"\n", None, "nested more than 64 levels deep"),
+    (b"name: " + b"9" * 5000 + b"\n", None, "a value cannot be read: Exceeds the limit (4300 digits)"),
+    (b"name: " + b"x" * (1 << 20) + b"\n", None, "a recipe is a small text file"),
+])
+def test_files_that_are_not_recipes_are_one_line_at_once(raw, line, expected, tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(raw)
+    began = time.perf_counter()
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"{path}:{line}: " if line else f"{path}: ") and expected in err, err
+    assert time.perf_counter() - began < 10
