@@ -24,7 +24,17 @@ from .bench import versions
 from .distributed import World, join
 from .errors import PofaError, RecipeError, StageError
 from .recipe import Recipe, load_recipe
-from .rundir import MANIFEST_FORMAT, claim, read_json, sha256_tree, write_json, write_text, written_entries
+from .rundir import (
+    MANIFEST_FORMAT,
+    claim,
+    locked,
+    outputs_present,
+    read_json,
+    sha256_tree,
+    write_json,
+    write_text,
+    written_entries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +106,12 @@ def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: 
         spec = spec.model_copy(update={"pruning": section_from_inc(pruning)})
     _refuse_unsupported(spec)
     run_dir = Path(output_dir or Path("runs") / spec.name).resolve()
-    previous = claim(run_dir, spec.name, resume, force)
+    with locked(run_dir):
+        return _run_in(spec, orders, run_dir, claim(run_dir, spec.name, resume, force), smoke)
+
+
+def _run_in(spec: Recipe, orders: _Orders, run_dir: Path, previous: dict[str, Any] | None, smoke: bool) -> RunResult:
+    """Every enabled stage, in order, in the claimed and locked ``run_dir``."""
     if smoke:
         from .smoke import smoke_recipe
 
@@ -111,7 +126,8 @@ def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: 
     for index, stage in enumerate(enabled):
         fingerprint = _fingerprint(stage, spec, fingerprint)
         old = (previous or {}).get("stages", {}).get(stage.name, {})
-        if old.get("status") == "done" and old.get("fingerprint") == fingerprint:
+        if not ran and old.get("status") == "done" and old.get("fingerprint") == fingerprint \
+                and outputs_present(run_dir, old.get("outputs", {})):  # after a stage reran, the rest rerun
             log.info("stage %s: unchanged since %s, reused", stage.name, old.get("finished"))
             manifest["stages"][stage.name] = old
             ctx.outputs[stage.name] = old["outputs"]

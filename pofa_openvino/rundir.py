@@ -20,6 +20,7 @@ RUN_ENTRIES = ("recipe.yaml", "manifest.json", "report.json", "report.md", "pret
                "teacher-state", "teacher", "train-state", "checkpoint", "openvino-fp32", "openvino", "benchmark",
                "package", "package.tar.gz", "smoke")
 MANIFEST_FORMAT = 1
+LOCK = ".pofa-lock"  # held (flock) while a run writes into the directory; holds the writer's pid
 
 
 def write_text(path: Path, text: str) -> None:
@@ -77,13 +78,46 @@ def sha256_tree(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """One run at a time in ``run_dir``: a second gets an error naming the first one's pid. The lock
+    is the kernel's (flock), so it ends with its process however that ends."""
+    try:
+        import fcntl
+    except ImportError:  # not on this OS: no lock
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise PofaError(f"{run_dir} is in use by another run (pid {handle.read().strip() or 'unknown'}); wait "
+                            "for it to finish or choose another output directory (-o)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def outputs_present(run_dir: Path, outputs: dict[str, Any]) -> bool:
+    """Whether the run entries a finished stage recorded as its outputs are still there."""
+    return all((run_dir / value).exists() for value in outputs.values()
+               if isinstance(value, str) and value in RUN_ENTRIES)
+
+
 def claim(run_dir: Path, recipe_name: str, resume: bool, force: bool) -> dict[str, Any] | None:
     """Decide whether ``run_dir`` may be used; return the previous manifest when resuming.
 
     A directory that holds someone else's files, or a finished run, is never overwritten unless
     ``force`` says so, and even then only the run's own entries are removed."""
     manifest_path = run_dir / "manifest.json"
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not run_dir.exists() or not any(p.name != LOCK for p in run_dir.iterdir()):
         run_dir.mkdir(parents=True, exist_ok=True)
         return None
     previous = _manifest_or_none(manifest_path)

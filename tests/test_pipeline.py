@@ -248,3 +248,23 @@ def test_a_non_finite_loss_stops_training_at_its_step_and_keeps_the_earlier_stag
         run(recipe, output_dir=tmp_path / "run")
     stages = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
     assert stages["load"]["status"] == "done" and stages["train"]["status"] == "failed"
+
+
+def test_a_second_run_into_a_locked_directory_names_the_holder(tiny_bert, tmp_path):
+    from pofa_openvino.rundir import locked
+
+    out = tmp_path / "run"
+    with locked(out):
+        with pytest.raises(PofaError, match=rf"in use by another run \(pid {os.getpid()}\)"):
+            run(tiny_recipe(tiny_bert, training=None), output_dir=out)
+    assert run(tiny_recipe(tiny_bert, training=None), output_dir=out).ran  # released: it runs
+
+
+def test_resume_reruns_a_stage_whose_outputs_were_deleted(tiny_bert, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    run(tiny_recipe(tiny_bert), output_dir=out)
+    shutil.rmtree(out / "checkpoint")
+    again = run(tiny_recipe(tiny_bert), output_dir=out, resume=True)
+    assert again.reused == ["load"] and again.ran[0] == "train" and (out / "checkpoint" / "config.json").is_file()
