@@ -23,6 +23,7 @@ MANIFEST = "manifest.json"
 TOKENIZER, DETOKENIZER = "tokenizer/openvino_tokenizer.xml", "tokenizer/openvino_detokenizer.xml"
 MANIFEST_KEYS = ("format", "format_version", "name", "task", "labels", "max_sequence_length", "text_inputs",
                  "target", "source", "requires", "figures", "files")
+PREDICT_BATCH = 32
 SELFTEST_TOLERANCE = 1e-2  # max |output difference| on the stored inputs (INT8 kernels differ across CPUs)
 
 
@@ -144,7 +145,12 @@ class Bundle:
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, Any]]:
         """Classification: label, score and every label's probability. QA (texts are questions, pairs
-        the contexts): the answer span's text, as the tokenizer normalises it, and its score."""
+        the contexts): the answer span's text, as the tokenizer normalises it, and its score. Texts
+        run in batches of :data:`PREDICT_BATCH`, so memory stays bounded however many are given."""
+        if len(texts) > PREDICT_BATCH:
+            return [result for start in range(0, len(texts), PREDICT_BATCH)
+                    for result in self.predict(texts[start:start + PREDICT_BATCH],
+                                               pairs[start:start + PREDICT_BATCH] if pairs is not None else None)]
         outputs, ids = self.outputs(texts, pairs)
         if self.task == "question-answering":
             return [self._answer(ids[i], outputs["start_logits"][i], outputs["end_logits"][i])

@@ -202,7 +202,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .bundle import Bundle
+    from .errors import UsageError
 
+    for number, text in enumerate([*args.texts, *(args.pairs or [])], start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"text {number} is not valid UTF-8; pass texts as UTF-8") from None
     if args.pairs is not None and len(args.pairs) != len(args.texts):
         raise PofaError(f"--pair given {len(args.pairs)} times for {len(args.texts)} texts: give one per text")
     for text, result in zip(args.texts, Bundle(args.bundle).predict(args.texts, args.pairs), strict=True):
@@ -344,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; rerun with --resume to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `... | head -1` closed our stdout: stop quietly, as other Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

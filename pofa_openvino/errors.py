@@ -35,3 +35,9 @@ class UsageError(PofaError):
     """The command line's options do not go together (or name something that does not exist)."""
 
     exit_code = 2
+
+
+def listed(values: list[str], limit: int = 10) -> str:
+    """Values for a one-line message: the first ``limit`` and how many there are in all."""
+    shown = ", ".join(map(str, values[:limit]))
+    return shown if len(values) <= limit else f"{shown}, ... ({len(values)} in all)"

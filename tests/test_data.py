@@ -127,3 +127,11 @@ def test_the_tiny_tokenizer_knows_its_words(tiny_bert, sentiment_words):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     assert tokenizer.unk_token not in tokenizer.tokenize(" ".join(sentiment_words) + " Normandy, 10th")
+
+
+def test_a_long_label_list_is_shortened_in_the_message(tmp_path):
+    labels = [f"intent_{i:03d}" for i in range(77)]
+    rows = "text\tlabel\n" + "".join(f"t{i}\t{name}\n" for i, name in enumerate(labels)) + "odd\tnope\n"
+    with pytest.raises(DataError) as info:
+        load_classification(_data(tmp_path, rows, labels=labels))
+    assert "intent_009, ... (77 in all)" in str(info.value) and len(str(info.value)) < 400

@@ -283,3 +283,20 @@ def test_verify_refuses_a_manifest_that_lies_and_links(copy, alter, message):
     alter(copy)
     with pytest.raises(BundleError, match=message):
         verify(copy)
+
+
+def test_predict_runs_many_texts_in_bounded_batches_and_refuses_bad_bytes(packaged, capsys):
+    from pofa_openvino.bundle import PREDICT_BATCH
+
+    bundle = Bundle(packaged.run_dir / "package")
+    texts = (TEXTS * 20)[: 2 * PREDICT_BATCH + 3]
+    many = bundle.predict(texts)
+    assert len(many) == len(texts) and many[:len(TEXTS)] == bundle.predict(TEXTS)
+    assert main(["predict", str(packaged.run_dir / "package"), "fine", "caf\udce9"]) == 2
+    assert "text 2 is not valid UTF-8" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly(packaged):
+    shell = f"{sys.executable} -m pofa_openvino.cli verify {packaged.run_dir / 'package'} | head -c 1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, listed
 from ..metrics import classification_metrics
 from .hub import load_hub_dataset
 
@@ -173,7 +173,7 @@ def _examples(rows: list[dict[str, Any]], path: Path, columns: tuple[str, ...], 
         label = str(row.get(label_column))
         if label not in index:
             raise DataError(f"{path}: row {number}: column {label_column!r}: label {label!r} is not one "
-                            f"of {', '.join(labels)}")
+                            f"of {listed(labels)}")
         out.append(Example(tuple(texts), index[label]))
     return out
 
