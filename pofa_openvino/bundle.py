@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -224,14 +225,35 @@ def extract(archive: str | Path, dest: str | Path) -> Path:
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
-            for member in members:
-                parts = Path(member.name).parts
-                if member.name.startswith(("/", "\\")) or Path(member.name).is_absolute() or ".." in parts:
-                    raise BundleError(f"{archive}: member {member.name!r} would be written outside {dest}; refused")
-                if not (member.isfile() or member.isdir()):
-                    raise BundleError(f"{archive}: member {member.name!r} is a link or special file; refused")
+            _check_members(archive, dest, members)
             dest.mkdir(parents=True, exist_ok=True)
             tar.extractall(dest, members=members, filter="data")
-    except tarfile.TarError as exc:
-        raise BundleError(f"{archive}: not a readable archive ({exc})") from None
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise BundleError(f"{archive}: not a readable archive, or cut short ({exc or type(exc).__name__})") from None
     return dest
+
+
+MAX_MEMBERS = 10_000
+MAX_UNPACKED_BYTES = 8 << 30  # a BERT-Large INT8 bundle is well under 1 GB
+
+
+def _check_members(archive: Path, dest: Path, members: list[tarfile.TarInfo]) -> None:
+    """Everything an archive would write, refused from its headers before a byte is written."""
+    if len(members) > MAX_MEMBERS:
+        raise BundleError(f"{archive}: {len(members):,} members; a bundle has far fewer (at most {MAX_MEMBERS:,})")
+    total = sum(member.size for member in members if member.isfile())
+    if total > MAX_UNPACKED_BYTES:
+        raise BundleError(f"{archive}: would unpack to {total:,} bytes (at most {MAX_UNPACKED_BYTES:,}); refused")
+    files: set[str] = set()
+    for member in members:
+        parts = Path(member.name).parts
+        if member.name.startswith(("/", "\\")) or Path(member.name).is_absolute() or ".." in parts:
+            raise BundleError(f"{archive}: member {member.name!r} would be written outside {dest}; refused")
+        if not (member.isfile() or member.isdir()):
+            raise BundleError(f"{archive}: member {member.name!r} is a link or special file; refused")
+        clash = next((str(Path(*parts[:i])) for i in range(1, len(parts)) if str(Path(*parts[:i])) in files), None)
+        if clash or (member.isfile() and member.name in files):
+            raise BundleError(f"{archive}: member {member.name!r} collides with the file {clash or member.name!r}; "
+                              "refused")
+        if member.isfile():
+            files.add(str(Path(member.name)))

@@ -300,3 +300,38 @@ def test_a_closed_pipe_ends_quietly(packaged):
     shell = f"{sys.executable} -m pofa_openvino.cli verify {packaged.run_dir / 'package'} | head -c 1"
     done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def _files(*names: str, size: int = 1) -> list[tarfile.TarInfo]:
+    members = []
+    for name in names:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        members.append(info)
+    return members
+
+
+@pytest.mark.parametrize(("members", "limits", "message"), [
+    (_files("a", "b", "c", "d"), {"MAX_MEMBERS": 3}, "4 members; a bundle has far fewer"),
+    (_files("a", "b", size=8), {"MAX_UNPACKED_BYTES": 10}, "would unpack to 16 bytes"),
+    (_files("model", "model/x"), {}, "member 'model/x' collides with the file 'model'"),
+    (_files("model/x", "model/x"), {}, "member 'model/x' collides with the file 'model/x'"),
+])
+def test_an_archive_is_judged_by_its_headers_before_anything_is_written(tmp_path, monkeypatch, members, limits,
+                                                                        message):
+    import pofa_openvino.bundle as bundle_module
+
+    for name, value in limits.items():
+        monkeypatch.setattr(bundle_module, name, value)
+    archive = _archive(tmp_path / "a.tar.gz", members)
+    with pytest.raises(BundleError, match=message):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cut_short_archive_is_one_line(packaged, tmp_path):
+    whole = (packaged.run_dir / "package.tar.gz").read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(BundleError, match="not a readable archive, or cut short"):
+        verify(cut)
