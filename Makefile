@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.pofa-installed
 RUN_DIR ?= runs/quickstart
 
-.PHONY: setup demo test lint lock clean peers bench-distilbert catalogue
+.PHONY: setup demo test fuzz lint lock clean peers bench-distilbert catalogue
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The property-based tests with many more cases than `make test` runs.
+fuzz: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_recipe_fuzz.py --hypothesis-profile=fuzz
 
 lint: setup
 	$(BIN)/ruff check pofa_openvino tests

@@ -17,8 +17,8 @@ class RecipeError(PofaError):
     def __init__(self, message: str, *, source: str = "", line: int | None = None, key: str = ""):
         self.source, self.line, self.key, self.detail = source, line, key, message
         where = source + (f":{line}" if line else "")
-        parts = [p for p in (where, key, message) if p]
-        super().__init__(": ".join(parts))
+        parts = [p for p in (where, key if key.isprintable() else repr(key), message) if p]
+        super().__init__(" ".join(": ".join(parts).splitlines()))  # one line, whatever the recipe's text holds
 
 
 class StageError(PofaError):

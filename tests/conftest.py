@@ -6,8 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Property-based tests: a bounded number of cases in `make test`, many more in `make fuzz`.
+settings.register_profile("default", max_examples=60)
+settings.register_profile("fuzz", max_examples=3000)
+settings.load_profile("default")
 
 
 @pytest.fixture(scope="session")
