@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import tarfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +34,24 @@ class BundleError(PofaError):
     """The bundle is incomplete, altered or not one this release can run; the message names what."""
 
 
+def read_json_file(root: Path, name: str, kind: type) -> Any:
+    """A bundle's JSON file as ``kind`` (dict or list); anything else is a :class:`BundleError` naming it."""
+    try:
+        value = json.loads((root / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BundleError(f"{name}: not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(value, kind):
+        raise BundleError(f"{name}: a JSON {type(value).__name__}, not the {kind.__name__} the format has")
+    return value
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
     """The manifest, checked for format, version and keys."""
     path = root / MANIFEST
     if not path.is_file():
         raise BundleError(f"{root} is not a bundle: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    manifest = read_json_file(root, MANIFEST, dict)
+    if manifest.get("format") != FORMAT:
         raise BundleError(f"{path}: not a {FORMAT} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path}: format_version {manifest.get('format_version')!r}; this release reads "
@@ -86,19 +96,16 @@ def check_files(root: Path, manifest: dict[str, Any]) -> None:
 def check_model_config(root: Path, manifest: dict[str, Any]) -> None:
     """The manifest's task and labels must be the checksummed model config's: reversed labels in the
     manifest would make ``predict`` answer the opposite class."""
-    path = root / "model" / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"model/config.json: not readable JSON ({exc})") from None
+    config = read_json_file(root, "model/config.json", dict)
     qa = any(str(a).endswith("ForQuestionAnswering") for a in config.get("architectures") or [])
     if (manifest["task"] == "question-answering") != qa:
         raise BundleError(f"{MANIFEST}: task {manifest['task']!r}, but model/config.json is "
                           f"{', '.join(config.get('architectures') or ['no architecture'])}")
     if manifest["task"] == "text-classification":
         id2label = config.get("id2label") or {}
-        labels = [str(id2label.get(str(i), id2label.get(i))) for i in range(len(id2label))]
-        if labels != [str(label) for label in manifest["labels"] or []]:
+        labels = [str(id2label.get(str(i), id2label.get(i))) for i in range(len(id2label))] \
+            if isinstance(id2label, dict) else []
+        if not isinstance(manifest["labels"], list) or labels != [str(label) for label in manifest["labels"]]:
             raise BundleError(f"{MANIFEST}: labels {manifest['labels']} differ from model/config.json's {labels}")
 
 
@@ -116,12 +123,17 @@ class Bundle:
         if check:
             check_files(self.root, self.manifest)
             check_model_config(self.root, self.manifest)
-        config = json.loads((self.root / "runtime_config.json").read_text()).get("CPU", {})
-        self.model = SparseModel(self.root / "model", config)
+        config = read_json_file(self.root, "runtime_config.json", dict).get("CPU", {})
+        if not isinstance(config, dict):
+            raise BundleError("runtime_config.json: `CPU` is not a mapping of properties")
         core = ov.Core()
-        self.tokenizer = core.compile_model(self.root / TOKENIZER, "CPU")
-        self.detokenizer = (core.compile_model(self.root / DETOKENIZER, "CPU")
-                            if (self.root / DETOKENIZER).is_file() else None)
+        with _openvino_reads("model/openvino_model.xml"):
+            self.model = SparseModel(self.root / "model", config)
+        with _openvino_reads(TOKENIZER):
+            self.tokenizer = core.compile_model(self.root / TOKENIZER, "CPU")
+        with _openvino_reads(DETOKENIZER):
+            self.detokenizer = (core.compile_model(self.root / DETOKENIZER, "CPU")
+                                if (self.root / DETOKENIZER).is_file() else None)
 
     @property
     def task(self) -> str:
@@ -178,6 +190,16 @@ class Bundle:
                 "tokens": [int(context[first]), int(context[last])]}
 
 
+@contextmanager
+def _openvino_reads(name: str) -> Iterator[None]:
+    """OpenVINO's error on a file it cannot read or compile, as one line naming the bundle file."""
+    try:
+        yield
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip() and "Exception from" not in line), "")
+        raise BundleError(f"{name}: OpenVINO cannot load it ({first.strip()[:160] or type(exc).__name__})") from None
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
@@ -187,10 +209,18 @@ def run_selftest(bundle: Bundle) -> dict[str, Any]:
     """The stored inputs through the bundle; outputs must be finite and match the stored ones within
     :data:`SELFTEST_TOLERANCE`, which the format fixes (a tolerance read from the file it checks would
     let the file pass itself)."""
-    selftest = json.loads((bundle.root / "selftest.json").read_text())
-    outputs, _ = bundle.outputs(selftest["texts"], selftest.get("pairs"))
-    worst = max(float(np.abs(outputs[name] - np.asarray(expected, dtype=np.float64)).max())
-                for name, expected in selftest["outputs"].items())
+    selftest = read_json_file(bundle.root, "selftest.json", dict)
+    try:
+        texts, pairs, stored = selftest["texts"], selftest.get("pairs"), dict(selftest["outputs"])
+        names = {output.get_any_name() for output in bundle.model.model.outputs}
+        if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)) or set(stored) - names:
+            raise ValueError("its texts or output names are not the model's")
+        outputs, _ = bundle.outputs(texts, pairs)
+        worst = max(float(np.abs(outputs[name] - np.asarray(expected, dtype=np.float64)).max())
+                    for name, expected in stored.items())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"selftest.json: not a self-test of this bundle ({type(exc).__name__}: "
+                          f"{str(exc)[:80]})") from None
     if not all(np.isfinite(outputs[name]).all() for name in selftest["outputs"]):
         raise BundleError("self-test failed: the model's outputs are not finite (NaN or infinity)")
     if not worst <= SELFTEST_TOLERANCE:  # a NaN difference fails too

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import sparsify, tiny_recipe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pofa_openvino import run
 from pofa_openvino.bundle import Bundle, BundleError, extract, verify
@@ -335,3 +337,44 @@ def test_a_cut_short_archive_is_one_line(packaged, tmp_path):
     cut.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(BundleError, match="not a readable archive, or cut short"):
         verify(cut)
+
+
+BUNDLE_FILES = ["manifest.json", "selftest.json", "runtime_config.json", "model/config.json",
+                "model/openvino_model.xml", "model/openvino_model.bin", "tokenizer/openvino_tokenizer.xml"]
+
+
+@given(data=st.data())
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_mutated_bundle_verifies_or_is_one_bundle_error(packaged, tmp_path_factory, data):
+    """Any file of a bundle cut, flipped or padded (and the manifest re-sealed over it, or not): verify
+    passes or raises one BundleError line, never another exception."""
+    from pofa_openvino.rundir import sha256_file
+
+    bundle = tmp_path_factory.mktemp("mutated") / "bundle"
+    shutil.copytree(packaged.run_dir / "package", bundle)
+    name = data.draw(st.sampled_from(BUNDLE_FILES))
+    raw = bytearray((bundle / name).read_bytes())
+    at = data.draw(st.integers(min_value=0, max_value=max(0, len(raw) - 1)))
+    how = data.draw(st.sampled_from(["cut", "flip", "pad", "empty", "json"]))
+    if how == "cut":
+        raw = raw[:at]
+    elif how == "flip" and raw:
+        raw[at] ^= data.draw(st.integers(min_value=1, max_value=255))
+    elif how == "pad":
+        raw[at:at] = data.draw(st.binary(min_size=1, max_size=16))
+    elif how == "empty":
+        raw = bytearray()
+    else:
+        raw = bytearray(json.dumps(data.draw(st.one_of(st.none(), st.integers(), st.text(max_size=5),
+                                                       st.lists(st.integers(), max_size=2),
+                                                       st.dictionaries(st.text(max_size=4), st.integers(),
+                                                                       max_size=2)))).encode())
+    (bundle / name).write_bytes(bytes(raw))
+    if name != "manifest.json" and data.draw(st.booleans()):
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        manifest["files"][name] = {"bytes": len(raw), "sha256": sha256_file(bundle / name)}
+        (bundle / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        verify(bundle)
+    except BundleError as error:
+        assert "\n" not in str(error), str(error)
