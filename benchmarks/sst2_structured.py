@@ -56,6 +56,7 @@ def main() -> None:
                "points_vs_dense_fp32": points, "speedup_vs_dense_int8": speed, "speedup_vs_torch_fp32": eager,
                "benchmark": result}
     (RESULTS / "sst2_structured.json").write_text(json.dumps(summary, indent=2) + "\n")
+    tradeoff_chart(summary, RESULTS / "sst2_structured" / "speed_accuracy.png")
     structure = report["structure"]
     kept = ", ".join(f"{layer['heads']}/{layer['intermediate_size']}" for layer in structure["layers"])
     table = [f"| {name} | {accuracy[name]['torch_fp32']['accuracy']:.4f} | "
@@ -69,9 +70,42 @@ def main() -> None:
              f"{points['openvino_int8']:+.2f}. Slimmed INT8 vs dense INT8: "
              + ", ".join(f"{speed[n]:.2f}x at {n}" for n in speed) + "; vs PyTorch FP32 eager (dense): "
              + ", ".join(f"{eager[n]:.2f}x at {n}" for n in eager) + " tokens.", "",
-             *benchmark_markdown(result)[2:]]
+             "![speed and accuracy](sst2_structured/speed_accuracy.png)", "", *benchmark_markdown(result)[2:]]
     (RESULTS / "sst2_structured.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+POINTS = {  # chart point -> (accuracy entry, its metric key, benchmark variant, label offset in points)
+    "PyTorch FP32, dense": ("dense", "torch_fp32", "torch_fp32", (-120, -8)),
+    "OpenVINO INT8, dense": ("dense", "openvino_int8", "openvino_int8", (8, 10)),
+    "OpenVINO INT8, structured (slimmed)": ("structured", "openvino_int8", "openvino_int8_structured", (8, -26)),
+}
+
+
+def tradeoff_chart(summary: dict, out: Path, length: str = "128") -> None:
+    """SST-2 dev accuracy against median latency at ``length`` tokens, each point's speed from the
+    one-process benchmark of the same summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    for label, (model, runner, variant, offset) in POINTS.items():
+        latency = summary["benchmark"]["variants"][variant]["latency_ms"][length]["median_ms"]
+        accuracy = summary["accuracy"][model][runner]["accuracy"]
+        axes.scatter([latency], [100 * accuracy], s=60)
+        axes.annotate(f"{label}\n{latency:.2f} ms, {100 * accuracy:.2f}%", (latency, 100 * accuracy),
+                      textcoords="offset points", xytext=offset, fontsize=8)
+    axes.set_xlim(left=0)
+    axes.set_xlabel(f"median latency at {length} tokens, batch 1, ms")
+    axes.set_ylabel("SST-2 dev accuracy, %")
+    axes.set_title("SST-2 MiniLM: speed and accuracy, measured here", fontsize=10)
+    axes.margins(x=0.15, y=0.6)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
