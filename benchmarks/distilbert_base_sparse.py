@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
+
+from bench_cli import show_logs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -156,7 +157,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per variant and length")
     parser.add_argument("--peers-python", type=Path, default=HERE / ".venv-peers" / "bin" / "python")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    show_logs()
     import pofa_openvino
     from pofa_openvino.charts import write_charts
     from pofa_openvino.report import benchmark_markdown

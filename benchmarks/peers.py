@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import onnx
 import peer_graphs
+from bench_cli import show_logs
 
 from pofa_openvino import bench
 from pofa_openvino.runtime import SPARSE_RATE
@@ -233,10 +234,6 @@ def extra_irs(items: list[str]) -> list[bench.Variant]:
         bench.LABELS[variant.name] = f"OpenVINO INT8, {name}"
         variants.append(variant)
     return variants
-
-
-def show_logs() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
 def digest(path: Path) -> str:

@@ -10,10 +10,10 @@ Needs the two checkpoints under ``--runs`` and ``../shared/data/sst2``. Results:
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 from pathlib import Path
+
+from bench_cli import runs_arguments
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -22,11 +22,7 @@ CHECKPOINTS = ("sst2-minilm-dense", "sst2-minilm-sparse90-distill")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=HERE.parent / "runs" / "bench")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per variant and length")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = runs_arguments(__doc__.splitlines()[0])
     import pofa_openvino
     from pofa_openvino.charts import write_charts
     from pofa_openvino.report import benchmark_markdown

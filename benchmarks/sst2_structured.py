@@ -12,10 +12,10 @@ the dense checkpoint's INT8 IR comes from ``sst2-minilm-deploy.yaml`` (run here,
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 from pathlib import Path
+
+from bench_cli import runs_arguments
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -23,11 +23,7 @@ DEPLOY = HERE / "recipes" / "sst2-minilm-deploy.yaml"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=HERE.parent / "runs" / "bench")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per variant and length")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = runs_arguments(__doc__.splitlines()[0])
     import pofa_openvino
     from pofa_openvino.bench import LABELS, Settings, Variant, benchmark, ir_variants
     from pofa_openvino.charts import write_charts

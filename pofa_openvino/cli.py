@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from . import interrupts
 from .errors import PofaError
 
+TARGETS = ("xeon-amx", "xeon", "edge")  # package.target's choices (kept equal by a test)
+
 
 def _parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
@@ -49,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     package = verbs.add_parser("package", help="build a verified edge bundle from a finished run")
     package.add_argument("run_dir", help="a run directory whose quantize stage finished")
     package.add_argument("-o", "--output", help="bundle directory (default: RUN_DIR/package)")
-    package.add_argument("--target", choices=["xeon-amx", "xeon", "edge"], default="xeon-amx",
+    package.add_argument("--target", choices=TARGETS, default="xeon-amx",
                          help="xeon-amx keeps the sparse rate; xeon and edge run dense (default: xeon-amx)")
     package.add_argument("--archive", action="store_true", help="also write BUNDLE.tar.gz beside it")
     package.add_argument("--no-compress-embeddings", dest="compress_embeddings", action="store_false",
@@ -80,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--text-columns", nargs="+", metavar="COLUMN",
                       help="the text column, or two for pairs (default: the columns that hold text)")
     init.add_argument("--label-column", default="label", help="the label column (default: label)")
-    init.add_argument("--target", default="xeon-amx", choices=("xeon-amx", "xeon", "edge"),
+    init.add_argument("--target", default="xeon-amx", choices=TARGETS,
                       help="where it will run: xeon-amx prunes 90%% unstructured (AMX sparse kernels); xeon and "
                            "edge remove heads and FFN neurons (faster without AMX)")
     init.add_argument("-o", "--output", help="recipe file to write (default: <name>.yaml here)")

@@ -10,14 +10,13 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from .errors import DataError, UsageError
 
 DEFAULT_MODEL = "offline:all-MiniLM-L6-v2"
-TARGETS = ("xeon-amx", "xeon", "edge")
 BATCH = 32
 EPOCHS = 3  # the student's budget: recovery at 90% needs more than one epoch (issue 19's measurements)
 TEACHER_EPOCHS = 2
@@ -87,11 +86,13 @@ def recipe_for_files(train: Path, validation: Path, out: Path, model: str = DEFA
     prunes 90% unstructured (AMX's sparse kernels); ``xeon`` and ``edge`` remove heads and FFN
     neurons, the sparsity that pays on CPUs without AMX, where the architecture allows it."""
     from .modeling import load_tokenizer
+    from .recipe import PackageSection
     from .registry import resolve_model
     from .structure import layout_of
 
-    if target not in TARGETS:
-        raise UsageError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
+    targets = get_args(PackageSection.model_fields["target"].annotation)
+    if target not in targets:
+        raise UsageError(f"--target {target!r}: use one of {', '.join(targets)}")
     tokenizer = load_tokenizer(model)
     config = Path(resolve_model(model)) / "config.json"
     settings = json.loads(config.read_text()) if config.is_file() else {}

@@ -89,6 +89,9 @@ def _load_slimmed(auto: Any, path: str, structure: dict[str, Any], overrides: di
     return model
 
 
+TASK_HEADS = ("ForSequenceClassification", "ForQuestionAnswering")  # architecture names of task models
+
+
 def _has_head(path: str, num_labels: int) -> bool:
     """Whether a local checkpoint already is a task model with this many labels."""
     import json
@@ -97,7 +100,7 @@ def _has_head(path: str, num_labels: int) -> bool:
     if not config.is_file():
         return True  # a hub id: transformers reports what it initialised
     data = json.loads(config.read_text())
-    task_head = any(a.endswith(("ForSequenceClassification", "ForQuestionAnswering"))
+    task_head = any(a.endswith(TASK_HEADS)
                     for a in data.get("architectures") or [])
     return task_head and len(data.get("id2label") or {}) in (0, num_labels)
 

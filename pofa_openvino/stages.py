@@ -74,7 +74,7 @@ def pretrain(ctx: StageContext) -> StageOutput:
 def load(ctx: StageContext) -> StageOutput:
     """Resolve the model (the pruned-once one when the recipe pre-trains), check the data, and measure
     the sparsity the checkpoint arrives with."""
-    from .modeling import load_model, load_tokenizer
+    from .modeling import TASK_HEADS, load_model, load_tokenizer
     from .prune import sparsity_report
     from .registry import published, resolve_model
 
@@ -97,9 +97,6 @@ def load(ctx: StageContext) -> StageOutput:
     }
     return StageOutput(outputs={"model_path": path, "sparsity_overall": sparsity["overall"], "task_head": task_head},
                        report=report)
-
-
-TASK_HEADS = ("ForSequenceClassification", "ForQuestionAnswering")
 
 
 def _check_structured(recipe: Recipe, model: Any) -> None:

@@ -135,3 +135,12 @@ def test_bad_files_and_option_mixes_are_one_line_and_write_nothing(make, args, e
     err = capsys.readouterr().err
     assert found in err.strip().splitlines()[-1] and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_the_command_lines_targets_are_the_recipes():
+    from typing import get_args
+
+    from pofa_openvino.cli import TARGETS
+    from pofa_openvino.recipe import PackageSection
+
+    assert TARGETS == get_args(PackageSection.model_fields["target"].annotation)
