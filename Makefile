@@ -12,7 +12,7 @@ setup: $(STAMP)
 # Reinstalls only when the dependency declarations change; constraints.txt pins every version.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[compress,demo,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[compress,demo,dev,serve]'
 	touch $(STAMP)
 
 demo: setup

@@ -112,7 +112,7 @@ def check_model_config(root: Path, manifest: dict[str, Any]) -> None:
 class Bundle:
     """A bundle compiled for the CPU with its runtime config; :meth:`predict` takes raw strings."""
 
-    def __init__(self, path: str | Path, check: bool = True):
+    def __init__(self, path: str | Path, check: bool = True, properties: dict[str, Any] | None = None):
         import openvino as ov
         import openvino_tokenizers  # noqa: F401  (registers the tokenizer operations with OpenVINO)
 
@@ -128,9 +128,12 @@ class Bundle:
             raise BundleError("runtime_config.json: `CPU` is not a mapping of properties")
         core = ov.Core()
         with _openvino_reads("model/openvino_model.xml"):
-            self.model = SparseModel(self.root / "model", config)
+            self.model = SparseModel(self.root / "model", {**config, **(properties or {})})
         with _openvino_reads(TOKENIZER):
-            self.tokenizer = core.compile_model(self.root / TOKENIZER, "CPU")
+            tokenizer = core.read_model(self.root / TOKENIZER)
+            self.tokenizer = core.compile_model(tokenizer, "CPU")
+        self.pad_token_id = int(tokenizer.get_rt_info("pad_token_id").astype(int)) \
+            if tokenizer.has_rt_info("pad_token_id") else 0
         with _openvino_reads(DETOKENIZER):
             self.detokenizer = (core.compile_model(self.root / DETOKENIZER, "CPU")
                                 if (self.root / DETOKENIZER).is_file() else None)
@@ -166,14 +169,19 @@ class Bundle:
                                                pairs[start:start + PREDICT_BATCH] if pairs is not None else None)]
         outputs, ids = self.outputs(texts, pairs)
         if self.task == "question-answering":
-            return [self._answer(ids[i], outputs["start_logits"][i], outputs["end_logits"][i])
+            return [self.answer(ids[i], outputs["start_logits"][i], outputs["end_logits"][i])
                     for i in range(len(texts))]
-        labels = self.manifest["labels"]
-        probabilities = _softmax(outputs["logits"])
-        return [{"label": labels[int(p.argmax())], "score": float(p.max()),
-                 "scores": {label: float(v) for label, v in zip(labels, p, strict=True)}} for p in probabilities]
+        labels, probabilities = self.classify(outputs["logits"])
+        return [{"label": label, "score": float(p.max()),
+                 "scores": {name: float(v) for name, v in zip(self.manifest["labels"], p, strict=True)}}
+                for label, p in zip(labels, probabilities, strict=True)]
 
-    def _answer(self, ids: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict[str, Any]:
+    def classify(self, logits: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Each row's label and the probabilities of every label."""
+        probabilities = _softmax(logits)
+        return [self.manifest["labels"][int(i)] for i in probabilities.argmax(-1)], probabilities
+
+    def answer(self, ids: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict[str, Any]:
         """The best span between the first and second [SEP] (the context), at most ``max_answer_length``
         tokens long."""
         sep = np.flatnonzero(ids == self.manifest["sep_token_id"])

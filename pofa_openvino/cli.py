@@ -64,6 +64,25 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--pair", dest="pairs", action="append", metavar="TEXT",
                          help="the second text of each pair, or the context of each question (repeat per text)")
 
+    serve = verbs.add_parser("serve", help="serve a bundle over HTTP: the Open Inference Protocol (KServe v2) that "
+                                           "OVMS, Triton and KServe clients speak (needs the `serve` extra)")
+    serve.add_argument("bundle", help="a bundle directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--name", help="model name in the URLs (default: the bundle's name)")
+    serve.add_argument("--max-batch", type=int, default=32, help="most sequences in one batch (default: 32)")
+    serve.add_argument("--max-delay-ms", type=float, default=2.0,
+                       help="how long the oldest waiting text may wait for others to batch with (default: 2)")
+    serve.add_argument("--max-queue", type=int, default=256,
+                       help="texts waiting or running at once; beyond it requests get 503 (default: 256)")
+    serve.add_argument("--streams", type=int, help="CPU inference streams (default: OpenVINO's choice)")
+    serve.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest request body (default: 1 MiB)")
+    serve.add_argument("--max-texts", type=int, default=64, help="most texts in one request (default: 64)")
+    serve.add_argument("--max-text-chars", type=int, default=10_000, help="longest text (default: 10000 characters)")
+    serve.add_argument("--graceful-timeout", type=float, default=30.0,
+                       help="seconds to finish requests in flight after SIGTERM (default: 30)")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+
     verify = verbs.add_parser("verify", help="check a bundle or its archive: files, manifest, self-test, runtime")
     verify.add_argument("bundle", help="a bundle directory or .tar.gz")
 
@@ -223,6 +242,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .oip import Limits
+    from .serve import ServeOptions, serve
+
+    limits = Limits(args.max_request_bytes, args.max_texts, args.max_text_chars)
+    options = ServeOptions(args.max_batch, args.max_delay_ms, args.max_queue, args.streams, limits)
+    serve(args.bundle, args.host, args.port, options, args.name, args.graceful_timeout, args.access_log)
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .bundle import verify
 
@@ -334,8 +363,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "package": _cmd_package, "predict": _cmd_predict,
-            "verify": _cmd_verify, "models": _cmd_models, "recipes": _cmd_recipes, "init": _cmd_init,
-            "validate": _cmd_validate}
+            "serve": _cmd_serve, "verify": _cmd_verify, "models": _cmd_models, "recipes": _cmd_recipes,
+            "init": _cmd_init, "validate": _cmd_validate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
