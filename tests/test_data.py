@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pofa_openvino.data.classification import load_classification, read_rows
+from pofa_openvino.data.classification import load_classification, read_rows, read_table
 from pofa_openvino.errors import DataError
 from pofa_openvino.recipe import DataSection
 
@@ -66,6 +66,90 @@ def test_a_label_listed_twice_is_a_recipe_error():
 
     with pytest.raises(ValidationError, match="'pos' listed more than once"):
         DataSection(dataset="builtin:sentiment", labels=["pos", "neg", "pos"])
+
+
+@pytest.mark.needs_shared_data
+@pytest.mark.parametrize("name", ["train.tsv", "dev.tsv"])
+def test_shared_sst2_reads_exactly_as_unquoted_glue(shared_data, name):
+    import csv
+
+    path = shared_data / "sst2" / name
+    with path.open(encoding="utf-8", newline="") as handle:
+        expected = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    table = read_table(path)
+    assert table.rows == expected and table.lines == list(range(2, len(expected) + 2))
+
+
+TEXTS = ['she said "hi"\tthen left', "two\nlines, and a comma", '"all quoted"', "plain", 'a "quoted" word', '"']
+
+
+@pytest.mark.parametrize("suffix, writer", [
+    (".tsv", "csv"), (".csv", "csv"), (".tsv", "pandas"), (".csv", "pandas"),
+])
+def test_files_written_with_standard_quoting_read_back_exactly(tmp_path, suffix, writer):
+    import csv
+
+    import pandas
+
+    path = tmp_path / f"quoted{suffix}"
+    delimiter = "\t" if suffix == ".tsv" else ","
+    labels = [str(i % 2) for i in range(len(TEXTS))]
+    if writer == "pandas":
+        pandas.DataFrame({"text": TEXTS, "label": labels}).to_csv(path, sep=delimiter, index=False)
+    else:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle, delimiter=delimiter).writerows([("text", "label"), *zip(TEXTS, labels, strict=True)])
+    table = read_table(path)
+    assert [row["text"] for row in table.rows] == TEXTS and [row["label"] for row in table.rows] == labels
+    assert table.lines == [2, 3, 5, 6, 7, 8]  # the second text spans two lines
+
+
+@pytest.mark.parametrize("body, texts", [
+    ('a "quoted" word\t1\n"quoted" word\t0\n', ['a "quoted" word', '"quoted" word']),
+    ('"quoted"\t1\nit "ends\t0\n"one" two\t1\n', ['"quoted"', 'it "ends', '"one" two']),  # one bad: all text
+    ('"an open quote\t1\nthen\t0\n', ['"an open quote', 'then']),
+    ('x\t"a\nb"\t1\n', ['x', 'b"']),  # quoted, it is one row of the wrong width
+    ('"a ""b"""\t1\nc\t0\n', ['a "b"', 'c']),  # a whole file in standard quoting
+])
+def test_glue_lines_with_bare_quotes_read_as_text(tmp_path, body, texts):
+    path = tmp_path / "glue.tsv"
+    path.write_text("text\tlabel\n" + body)
+    assert [row["text"] for row in read_rows(path)] == texts
+
+
+@pytest.mark.parametrize("content, message", [
+    ("text\tlabel\na\tb\t1\n", "row 2: 3 fields where the header has 2; a text holding a tab must be enclosed in "
+                                  "double quotes"),
+    ('text\tlabel\n"x"\t1\n"y" z\t0\ta\n', "row 3: 3 fields where the header has 2; a text holding a tab must be "
+                                             "enclosed in double quotes (the file is read unquoted: row 3: '\\t' "
+                                             "expected after '\"')"),
+    ('text,label\n"two\nlines",1\nno,no,0\n', "row 4: 3 fields where the header has 2; a text holding a comma"),
+    ("text\tlabel\n" + "x" * 200_000 + "\t1\n", "row 2: field larger than field limit"),
+])
+def test_rows_of_another_width_are_named_by_their_line(tmp_path, content, message):
+    path = tmp_path / ("train.csv" if "," in content.split("\n")[0] else "train.tsv")
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        read_table(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value), str(info.value)
+
+
+def test_a_bad_row_after_a_multi_line_text_is_named_by_its_line(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text('text\tlabel\n"one\ntwo\nthree"\t1\nok\t0\n\t1\n')
+    with pytest.raises(DataError, match="row 6: column 'text' is empty"):
+        load_classification(DataSection(train_file=str(path), validation_file=str(path)))
+
+
+@pytest.mark.parametrize("given", [None, ["neg", "pos"]])
+def test_labels_seen_only_in_validation_are_refused(tmp_path, given):
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    train.write_text("text\tlabel\ngood\tpos\nbad\tneg\n")
+    dev.write_text("text\tlabel\nfine\tpos\nmeh\tneutral\n")
+    with pytest.raises(DataError) as info:
+        load_classification(DataSection(train_file=str(train), validation_file=str(dev), labels=given))
+    source = "data.labels" if given else "the labels of the training file train.tsv"
+    assert str(info.value) == f"{dev}: row 3: column 'label': label 'neutral' is not one of neg, pos ({source})"
 
 
 @pytest.mark.needs_shared_data

@@ -5,6 +5,7 @@ Bad rows stop the run before training, naming the file, the row and the column."
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -82,15 +83,16 @@ def load_classification(data: Any) -> ClassificationData:
         result = _load_hub(data)
     else:
         columns = tuple(data.text_columns or ("text",))
-        train_rows = read_rows(Path(data.train_file))
-        labels = data.labels or _label_set(train_rows, data.label_column, Path(data.train_file))
-        train = _examples(train_rows, Path(data.train_file), columns, data.label_column, labels)
+        train_path, eval_path = Path(data.train_file), Path(data.validation_file)
+        train_table = read_table(train_path)
+        labels = data.labels or _label_set(train_table.rows, data.label_column, train_path)
+        labels_from = "data.labels" if data.labels else f"the labels of the training file {train_path.name}"
+        train = _examples(train_table, train_path, columns, data.label_column, labels, labels_from)
         seen = {e.label for e in train}
         if len(seen) < 2:
             raise DataError(f"{data.train_file}: every training row has the label {labels[seen.pop()]!r}; a "
                             "classifier needs rows of at least two classes")
-        eval_path = Path(data.validation_file)
-        evaluation = _examples(read_rows(eval_path), eval_path, columns, data.label_column, labels)
+        evaluation = _examples(read_table(eval_path), eval_path, columns, data.label_column, labels, labels_from)
         result = ClassificationData(train, {"validation": evaluation}, labels, columns)
     if data.max_train_samples:
         result.train = result.train[: data.max_train_samples]
@@ -101,32 +103,96 @@ def load_classification(data: Any) -> ClassificationData:
     return result
 
 
+@dataclass(frozen=True)
+class Table:
+    """A data file's rows as dicts, with the line each row starts on (a quoted text may span lines)."""
+
+    rows: list[dict[str, Any]]
+    lines: list[int]
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a .csv, .tsv or .jsonl file as dicts (header line required for csv/tsv)."""
+    return read_table(path).rows
+
+
+def read_table(path: Path) -> Table:
+    """A .csv, .tsv or .jsonl file (see :func:`_delimited` for how quotes are read); every csv/tsv row must
+    have the header's number of fields."""
     suffix = path.suffix.lower()
     if suffix not in {".csv", ".tsv", ".jsonl", ".json"}:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
     try:  # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first column's name
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            if suffix == ".jsonl" or suffix == ".json":
-                rows = []
-                for number, line in enumerate(handle, start=1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise DataError(f"{path}:{number}: not a JSON object: {exc.msg}") from None
-                        if not isinstance(rows[-1], dict):
-                            raise DataError(f"{path}:{number}: a {type(rows[-1]).__name__}, not a JSON object "
-                                            "(one object per line)")
-            else:
-                rows = list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",",
-                                           quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL))
+            text = handle.read()
     except UnicodeDecodeError:
         raise DataError(f"{path}:{_undecodable_line(path)}: not UTF-8 text; save the file as UTF-8") from None
-    if not rows:
+    table = _json_lines(path, text) if suffix in {".jsonl", ".json"} else \
+        _delimited(path, text, "\t" if suffix == ".tsv" else ",")
+    if not table.rows:
         raise DataError(f"{path}: the file has no data rows")
-    return rows
+    return table
+
+
+def _json_lines(path: Path, text: str) -> Table:
+    rows, lines = [], []
+    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not a JSON object: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: a {type(row).__name__}, not a JSON object (one object per line)")
+            rows.append(row)
+            lines.append(number)
+    return Table(rows, lines)
+
+
+def _delimited(path: Path, text: str, delimiter: str) -> Table:
+    """Standard quoting (RFC 4180, what pandas, the csv module and spreadsheets write: a field holding the
+    delimiter, a quote or a line break is enclosed in ``"``, a quote inside it doubled) when the whole
+    file is valid under it, i.e. every field that opens with ``"`` closes right before a delimiter or a
+    line end. Otherwise the file is unquoted, as GLUE ships its TSVs: a ``"`` is text (GLUE's
+    ``"quoted" word`` is not a quoted field) and a field ends only at the delimiter or the line end.
+    Of the readings, the first under which every row has the header's width is taken (a quote that
+    happens to close on a later line is no reason to join lines that read well unquoted)."""
+    readings, unquoted_because = [], ""
+    try:
+        readings.append(_split(text, delimiter, csv.QUOTE_MINIMAL))
+    except csv.Error as exc:
+        reason = str(exc).replace("\t", "\\t")  # csv's message holds the delimiter itself
+        unquoted_because = f" (the file is read unquoted: {reason})"
+        log.debug("%s: not standard quoting, every quote is text: %s", path, exc)
+    try:
+        readings.append(_split(text, delimiter, csv.QUOTE_NONE))
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+        raise DataError(f"{path}: {exc}") from None
+    records = next((r for r in readings if all(len(fields) == len(r[0][1]) for _, fields in r)), readings[0])
+    if not records:
+        return Table([], [])
+    (_, header), body = records[0], records[1:]
+    separator = "a tab" if delimiter == "\t" else "a comma"
+    for line, fields in body:
+        if len(fields) != len(header):
+            raise DataError(f"{path}: row {line}: {len(fields)} fields where the header has {len(header)}; a text "
+                            f"holding {separator} must be enclosed in double quotes{unquoted_because}")
+    return Table([dict(zip(header, fields, strict=True)) for _, fields in body], [line for line, _ in body])
+
+
+def _split(text: str, delimiter: str, quoting: int) -> list[tuple[int, list[str]]]:
+    """Non-empty records with the line each starts on; ``csv.Error`` (with the row) on a malformed one."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    records: list[tuple[int, list[str]]] = []
+    end = 0
+    try:
+        for fields in reader:
+            if fields:
+                records.append((end + 1, fields))
+            end = reader.line_num
+    except csv.Error as exc:
+        raise csv.Error(f"row {end + 1}: {exc}") from None
+    return records
 
 
 def _undecodable_line(path: Path) -> int:
@@ -153,17 +219,18 @@ def _label_set(rows: list[dict[str, Any]], column: str, path: Path) -> list[str]
     return sorted(values)
 
 
-def _examples(rows: list[dict[str, Any]], path: Path, columns: tuple[str, ...], label_column: str,
-              labels: list[str]) -> list[Example]:
-    """Validate every row (header is row 1 for csv/tsv, so data rows start at 2)."""
-    first_row = 1 if path.suffix.lower() in {".jsonl", ".json"} else 2
+def _examples(table: Table, path: Path, columns: tuple[str, ...], label_column: str, labels: list[str],
+              labels_from: str) -> list[Example]:
+    """Validate every row, named by the line it starts on. A label outside ``labels`` is refused: the
+    head has a class only for each of them (``labels_from`` says where they came from)."""
+    rows = table.rows
     for needed in (*columns, label_column):
         if needed not in rows[0]:
-            raise DataError(f"{path}: row {first_row}: column {needed!r} is missing; "
+            raise DataError(f"{path}: row {table.lines[0]}: column {needed!r} is missing; "
                             f"the file has {', '.join(map(str, rows[0]))}")
     index = {name: i for i, name in enumerate(labels)}
     out = []
-    for number, row in enumerate(rows, start=first_row):
+    for number, row in zip(table.lines, rows, strict=True):
         texts = []
         for column in columns:
             text = row.get(column)
@@ -173,7 +240,7 @@ def _examples(rows: list[dict[str, Any]], path: Path, columns: tuple[str, ...], 
         label = str(row.get(label_column))
         if label not in index:
             raise DataError(f"{path}: row {number}: column {label_column!r}: label {label!r} is not one "
-                            f"of {listed(labels)}")
+                            f"of {listed(labels)} ({labels_from})")
         out.append(Example(tuple(texts), index[label]))
     return out
 
