@@ -122,11 +122,7 @@ def read_table(path: Path) -> Table:
     suffix = path.suffix.lower()
     if suffix not in {".csv", ".tsv", ".jsonl", ".json"}:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
-    try:  # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first column's name
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
-    except UnicodeDecodeError:
-        raise DataError(f"{path}:{_undecodable_line(path)}: not UTF-8 text; save the file as UTF-8") from None
+    text = read_utf8(path, newline="")
     table = _json_lines(path, text) if suffix in {".jsonl", ".json"} else \
         _delimited(path, text, "\t" if suffix == ".tsv" else ",")
     if not table.rows:
@@ -193,6 +189,15 @@ def _split(text: str, delimiter: str, quoting: int) -> list[tuple[int, list[str]
     except csv.Error as exc:
         raise csv.Error(f"row {end + 1}: {exc}") from None
     return records
+
+
+def read_utf8(path: Path, newline: str | None = None) -> str:
+    """A data file's text; a byte-order mark (spreadsheets write one) is not part of it."""
+    try:
+        with path.open(encoding="utf-8-sig", newline=newline) as handle:
+            return handle.read()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}:{_undecodable_line(path)}: not UTF-8 text; save the file as UTF-8") from None
 
 
 def _undecodable_line(path: Path) -> int:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
 from ..metrics import squad_metrics
+from .classification import read_utf8
 from .hub import load_hub_dataset
 
 log = logging.getLogger(__name__)
@@ -158,31 +160,94 @@ def load_qa(data: Any) -> QAData:
     return QAData(train, {"validation": evaluation}, data.doc_stride, data.n_best_size, data.max_answer_length)
 
 
+SQUAD_LAYOUT = '{"data": [{"paragraphs": [{"context": ..., "qas": [...]}]}]}'
+
+
 def read_squad_json(path: Path) -> list[QAExample]:
-    """Answerable questions of a SQuAD v1.1/v2.0 JSON file, each answer checked against its context."""
-    try:
-        articles = json.loads(path.read_text(encoding="utf-8"))["data"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not a SQuAD JSON file (expected {{\"data\": [{{\"paragraphs\": ...}}]}}): "
-                        f"{exc}") from None
+    """Answerable questions of a SQuAD v1.1/v2.0 JSON file, each answer checked against its context. Every
+    value the reader uses is checked for its JSON type first, so a malformed file is one line naming the
+    record (``data[0].paragraphs[2].qas[5].answers[0]``) and the column."""
     examples, skipped = [], 0
-    for a, article in enumerate(articles):
-        for p, paragraph in enumerate(article.get("paragraphs", [])):
-            for q, qa in enumerate(paragraph.get("qas", [])):
-                where = f"{path}: data[{a}].paragraphs[{p}].qas[{q}]"
-                if qa.get("is_impossible") or not qa.get("answers"):
-                    skipped += 1
-                    continue
-                try:
-                    answers = [(answer["text"], answer["answer_start"]) for answer in qa["answers"]]
-                    examples.append(_example(where, qa["id"], qa["question"], paragraph["context"], answers))
-                except KeyError as exc:
-                    raise DataError(f"{where}: column {exc.args[0]!r} is missing") from None
+    for where, paragraph in squad_paragraphs(path):
+        context = _column(paragraph, "context", str, where)
+        for q, qa in enumerate(_column(paragraph, "qas", list, where)):
+            at = f"{where}.qas[{q}]"
+            qa = _record(qa, at)
+            answers = [_answer(_record(answer, f"{at}.answers[{i}]"), f"{at}.answers[{i}]")
+                       for i, answer in enumerate(_column(qa, "answers", list, at, required=False) or [])]
+            if _column(qa, "is_impossible", bool, at, required=False) or not answers:
+                skipped += 1
+                continue
+            question_id = str(_column(qa, "id", (str, int), at))
+            examples.append(_example(at, question_id, _column(qa, "question", str, at), context, answers))
     if skipped:
         log.info("%s: %d unanswerable questions left out (SQuAD v1.1 scoring)", path, skipped)
     if not examples:
         raise DataError(f"{path}: the file has no answerable questions")
     return examples
+
+
+def squad_paragraphs(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each paragraph of a SQuAD JSON file with the name of its record (``FILE: data[0].paragraphs[2]``),
+    the layout checked on the way."""
+    try:
+        top = json.loads(read_utf8(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(top, dict) or "data" not in top:
+        found = "an object without 'data'" if isinstance(top, dict) else _kind(top)
+        raise DataError(f"{path}: not a SQuAD JSON file (expected {SQUAD_LAYOUT}): the file holds {found}")
+    for a, article in enumerate(_column(top, "data", list, str(path))):
+        at = f"{path}: data[{a}]"
+        for p, paragraph in enumerate(_column(_record(article, at), "paragraphs", list, at)):
+            yield f"{at}.paragraphs[{p}]", _record(paragraph, f"{at}.paragraphs[{p}]")
+
+
+def squad_contexts(path: Path) -> list[str]:
+    """Each paragraph context of a SQuAD JSON file, once (prune once pre-trains on them)."""
+    contexts = (_column(paragraph, "context", str, where) for where, paragraph in squad_paragraphs(path))
+    return list(dict.fromkeys(c.strip() for c in contexts if c.strip()))
+
+
+def _answer(answer: dict[str, Any], where: str) -> tuple[str, int]:
+    return _column(answer, "text", str, where), _column(answer, "answer_start", int, where)
+
+
+_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true or false", int: "an integer",
+          float: "a number", type(None): "null"}
+
+
+def _kind(value: Any) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _record(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: {_what(value)}, not an object (see {SQUAD_LAYOUT})")
+    return value
+
+
+def _column(record: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
+            required: bool = True) -> Any:
+    """``record[key]`` when it has the JSON type ``kind`` (true/false is not an integer, as in JSON)."""
+    if key not in record:
+        if required:
+            raise DataError(f"{where}: column {key!r} is missing")
+        return None
+    value = record[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        expected = " or ".join(_KINDS[k] for k in kinds)
+        raise DataError(f"{where}: column {key!r}: {_what(value)}, not {expected}")
+    return value
+
+
+def _what(value: Any, limit: int = 40) -> str:
+    """``"0" is a string``: the value as JSON (shortened) and its JSON type."""
+    if value is None:
+        return "null"
+    text = json.dumps(value, ensure_ascii=False)
+    return f"{text if len(text) <= limit else text[: limit - 3] + '...'} is {_kind(value)}"
 
 
 def _example(where: str, question_id: str, question: str, context: str,

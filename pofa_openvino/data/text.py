@@ -5,14 +5,14 @@ contexts (each once), a ``.txt`` file one text per non-empty line."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .classification import read_rows
+from .classification import read_rows, read_utf8
 from .hub import load_hub_dataset
+from .qa import squad_contexts
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +47,11 @@ def read_texts(path: Path, column: str) -> list[str]:
     if suffix not in TEXT_SUFFIXES:
         raise DataError(f"{path}: unsupported text file {suffix!r}; use {', '.join(TEXT_SUFFIXES)}")
     if suffix == ".txt":
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
     if suffix == ".json":
-        return _squad_contexts(path)
+        return squad_contexts(path)
     rows = read_rows(path)
     if column not in rows[0]:
         raise DataError(f"{path}: no column {column!r}; the file has {', '.join(map(str, rows[0]))} "
                         "(set pretrain.text_column)")
     return [row[column].strip() for row in rows if isinstance(row.get(column), str) and row[column].strip()]
-
-
-def _squad_contexts(path: Path) -> list[str]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        contexts = [p["context"] for article in data["data"] for p in article["paragraphs"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: a .json text file is read as SQuAD (data[].paragraphs[].context): "
-                        f"{type(exc).__name__}: {exc}; use .jsonl for one JSON object per line") from None
-    return list(dict.fromkeys(c.strip() for c in contexts if c.strip()))
