@@ -45,6 +45,14 @@ def read_json_file(root: Path, name: str, kind: type) -> Any:
     return value
 
 
+def is_bundle(folder: Path) -> bool:
+    """Whether ``folder`` holds a bundle this tool wrote (its manifest names the bundle format)."""
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
     """The manifest, checked for format, version and keys."""
     path = root / MANIFEST

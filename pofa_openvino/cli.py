@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import interrupts
 from .errors import PofaError
@@ -49,8 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, help="CPU threads for every engine (default: all available cores)")
 
     package = verbs.add_parser("package", help="build a verified edge bundle from a finished run")
-    package.add_argument("run_dir", help="a run directory whose quantize stage finished")
-    package.add_argument("-o", "--output", help="bundle directory (default: RUN_DIR/package)")
+    package.add_argument("run_dir", help="a run directory whose quantize stage finished (with --format ovms, "
+                                         "also a bundle)")
+    package.add_argument("-o", "--output", help="bundle directory (default: RUN_DIR/package; with --format ovms: "
+                                                "RUN_DIR/ovms, or BUNDLE-ovms beside a bundle)")
+    package.add_argument("--format", choices=("bundle", "ovms"), default="bundle",
+                         help="bundle: the edge bundle; ovms: an OpenVINO Model Server repository of one "
+                              "strings-in model, from the run's bundle (default: bundle)")
     package.add_argument("--target", choices=TARGETS, default="xeon-amx",
                          help="xeon-amx keeps the sparse rate; xeon and edge run dense (default: xeon-amx)")
     package.add_argument("--archive", action="store_true", help="also write BUNDLE.tar.gz beside it")
@@ -208,14 +214,34 @@ def _cmd_package(args: argparse.Namespace) -> int:
     from .pipeline import package_run
     from .recipe import PackageSection
 
+    source = Path(args.run_dir)
+    if args.format == "ovms":
+        return _package_ovms(source, args.output, args.force)
     section = PackageSection(target=args.target, archive=args.archive, compress_embeddings=args.compress_embeddings)
-    report = package_run(Path(args.run_dir).resolve(), section, args.output, args.force)["package"]
+    report = package_run(source.resolve(), section, args.output, args.force)["package"]
     where = Path(args.output or Path(args.run_dir) / "package")
     print(f"bundle: {where} ({report['bytes'] / 1e6:.1f} MB, {report['files']} files, verified)")
     if report["archive_bytes"]:
         print(f"archive: {where.with_name(report['archive'])} ({report['archive_bytes'] / 1e6:.1f} MB, "
               f"{100 * report['ratio']:.1f}% of the dense FP32 checkpoint)")
     print(f"run it: pofa-openvino predict {where} \"some text\"   (needs only: pip install pofa-openvino)")
+    return 0
+
+
+def _package_ovms(source: Path, output: str | None, force: bool) -> int:
+    """``package --format ovms``: from a bundle, or from a run's bundle (``RUN_DIR/package``)."""
+    from .bundle import BundleError, is_bundle
+    from .ovms import docker_command, write_model_repository
+
+    bundle = source if is_bundle(source) else source / "package"
+    if not is_bundle(bundle):
+        raise BundleError(f"{source} is neither a bundle nor a run with one: run `pofa-openvino package "
+                          f"{source}` first")
+    out = Path(output) if output else source / "ovms" if bundle != source else source.with_name(f"{source.name}-ovms")
+    report = write_model_repository(bundle, out, force=force)
+    print(f"OVMS repository: {out} (model {report['name']!r}: strings in, {', '.join(report['outputs'])} out; "
+          f"plugin_config {report['plugin_config']})")
+    print(f"serve it: {docker_command(out.resolve())}")
     return 0
 
 

@@ -202,12 +202,13 @@ def benchmark_run(run_dir: Path, settings: Any) -> dict[str, Any]:
 def package_run(run_dir: Path, section: Any, output: str | Path | None = None, force: bool = False) -> dict[str, Any]:
     """The ``package`` command on a finished run: the bundle (default ``RUN_DIR/package``), recorded in
     the manifest as the package stage."""
+    from .bundle import is_bundle
     from .stages import StageContext, package_into
 
     manifest, spec, done = _finished_run(run_dir)
     out = Path(output).resolve() if output else run_dir / "package"
     if output and out.exists() and any(out.iterdir()):
-        if not _is_bundle(out):
+        if not is_bundle(out):
             raise PofaError(f"{out} is not empty and holds no bundle of this tool; --force replaces only a bundle "
                             "it wrote: choose another directory (-o)")
         if not force:
@@ -216,16 +217,6 @@ def package_run(run_dir: Path, section: Any, output: str | Path | None = None, f
                        report=read_json(run_dir / "report.json"))
     began, started = time.perf_counter(), _now()
     return _record(run_dir, manifest, spec, "package", started, began, package_into(ctx, out).report)
-
-
-def _is_bundle(folder: Path) -> bool:
-    """Whether ``folder`` holds a bundle this tool wrote (its manifest names the bundle format)."""
-    from .bundle import FORMAT, MANIFEST
-
-    try:
-        return read_json(folder / MANIFEST).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _finished_run(run_dir: Path) -> tuple[dict[str, Any], Recipe, dict[str, Any]]:

@@ -266,3 +266,67 @@ def test_serving_stays_out_of_the_light_runtime():
     code = ("import sys; from pofa_openvino.bundle import Bundle; "
             "sys.exit(any(m.split('.')[0] in ('starlette', 'uvicorn', 'anyio') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], env={**os.environ}).returncode == 0
+
+
+# OVMS's config schema (src/schema.cpp, MODELS_CONFIG_SCHEMA): the keys a model's `config` may have.
+OVMS_CONFIG_KEYS = {"name", "base_path", "batch_size", "graph_path", "subconfig", "model_version_policy", "shape",
+                    "layout", "nireq", "target_device", "allow_cache", "plugin_config", "custom_loader_options"}
+
+
+@pytest.mark.slow
+def test_the_ovms_repository_holds_one_strings_in_model_that_answers_like_predict(bundle_dir, tmp_path):
+    """The layout OVMS loads, a config within its schema, and a graph that a fresh OpenVINO process
+    (as OVMS is: the tokenizers extension loaded, the plugin_config applied) runs on raw strings."""
+    from pofa_openvino.bundle import Bundle
+
+    repo = tmp_path / "repo"
+    ran = subprocess.run([CLI, "package", str(bundle_dir), "--format", "ovms", "-o", str(repo)], capture_output=True,
+                         text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    assert "docker run" in ran.stdout and "--cpu_extension /ovms/lib/libopenvino_tokenizers.so" in ran.stdout
+    (entry,) = json.loads((repo / "config.json").read_text())["model_config_list"]
+    config = entry["config"]
+    assert set(entry) == {"config"} and set(config) <= OVMS_CONFIG_KEYS and config["name"] == "tiny"
+    assert all(isinstance(v, str | bool | int | float) for v in config["plugin_config"].values())
+    assert config["plugin_config"] == json.loads((bundle_dir / "runtime_config.json").read_text())["CPU"]
+    assert sorted(p.name for p in (repo / config["base_path"]).iterdir()) == ["1"]
+    assert sorted(p.name for p in (repo / config["base_path"] / "1").iterdir()) == ["model.bin", "model.xml"]
+    code = f"""
+import json, sys, numpy as np, openvino as ov, openvino_tokenizers
+config = json.loads(sys.argv[1])
+core = ov.Core()
+compiled = core.compile_model(core.read_model(sys.argv[2]), "CPU", config["plugin_config"])
+assert [i.get_any_name() for i in compiled.inputs] == ["text"], compiled.inputs
+out = {{o.get_any_name(): v for o, v in compiled([np.array({TEXTS!r})]).items()}}
+print(json.dumps({{"label": [str(x) for x in out["label"]], "scores": out["scores"].tolist()}}))
+"""
+    fresh = subprocess.run([sys.executable, "-c", code, json.dumps(config), str(repo / "tiny" / "1" / "model.xml")],
+                           capture_output=True, text=True, timeout=120)
+    assert fresh.returncode == 0, fresh.stderr
+    served = json.loads(fresh.stdout)
+    bundle = Bundle(bundle_dir)
+    expected = bundle.predict(TEXTS)
+    assert served["label"] == [p["label"] for p in expected]
+    np.testing.assert_allclose(served["scores"], [[p["scores"][n] for n in bundle.manifest["labels"]]
+                                                  for p in expected], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_ovms_repository_replaces_only_its_own(bundle_dir, tmp_path):
+    repo, foreign = tmp_path / "repo", tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    first = subprocess.run([CLI, "package", str(bundle_dir), "--format", "ovms", "-o", str(repo)], capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    (repo / "keep.txt").write_text("the user's")
+    again = subprocess.run([CLI, "package", str(bundle_dir), "--format", "ovms", "-o", str(repo)], capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 1 and "pass --force to replace it" in again.stderr
+    forced = subprocess.run([CLI, "package", str(bundle_dir), "--format", "ovms", "-o", str(repo), "--force"],
+                            capture_output=True, text=True, timeout=300)
+    assert forced.returncode == 0 and (repo / "keep.txt").read_text() == "the user's"
+    refused = subprocess.run([CLI, "package", str(bundle_dir), "--format", "ovms", "-o", str(foreign), "--force"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "holds no OVMS repository of this tool" in refused.stderr
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
