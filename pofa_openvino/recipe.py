@@ -51,6 +51,15 @@ class Section(BaseModel):
         return value
 
 
+class KeyedError(ValueError):
+    """A model validator's error that belongs to one key below the model (``end_step``,
+    ``pruning_configs[1].end_step``): the message then points at that key's line, not the section's."""
+
+    def __init__(self, message: str, *key: str | int):
+        super().__init__(message)
+        self.key = key
+
+
 def _admits_bool(annotation: Any) -> bool:
     return annotation is bool or annotation is Any or any(_admits_bool(a) for a in getattr(annotation, "__args__", ()))
 
@@ -177,15 +186,25 @@ class PruningSection(PrunerGroup):
 
     @model_validator(mode="after")
     def _steps(self) -> PruningSection:
-        for where, group in [("", self), *((f"pruning_configs[{i}]: ", g) for i, g in enumerate(self.pruning_configs))]:
+        for where, group in [((), self), *((("pruning_configs", i), g) for i, g in enumerate(self.pruning_configs))]:
             start = self.start_step if group.start_step is None else group.start_step
             end = self.end_step if group.end_step is None else group.end_step
             if end < start:
-                raise ValueError(f"{where}end_step ({end}) is before start_step ({start})")
+                raise KeyedError(f"end_step ({end}) is before start_step ({start})", *_step_key(where, group, self))
             if (group.pruning_type or self.pruning_type) == "pattern_lock" and end != start:
-                raise ValueError(f"{where}pattern_lock locks the checkpoint's zeros once, at start_step: "
-                                 f"set end_step equal to start_step (got {start} and {end})")
+                raise KeyedError("pattern_lock locks the checkpoint's zeros once, at start_step: set end_step equal "
+                                 f"to start_step (got {start} and {end})", *_step_key(where, group, self))
         return self
+
+
+def _step_key(where: tuple[str | int, ...], group: PrunerGroup, section: PrunerGroup) -> tuple[str | int, ...]:
+    """The step key to blame: the group's ``end_step`` or else its ``start_step`` when the file sets it, else
+    the section's own (a group inherits the steps it leaves out)."""
+    for owner, path in ((group, where), (section, ())):
+        for name in ("end_step", "start_step"):
+            if name in owner.model_fields_set:
+                return (*path, name)
+    return ("end_step",)
 
 
 class TrainingSection(Section):
@@ -239,8 +258,8 @@ class DistillationSection(Section):
     @model_validator(mode="after")
     def _teacher_training_needs_auto(self) -> DistillationSection:
         if self.teacher_training is not None and not self.trains_teacher:
-            raise ValueError("teacher_training is the budget of the teacher this run fine-tunes: it needs "
-                             f"`teacher: {TEACHER_AUTO}` (a given teacher is used as it is)")
+            raise KeyedError("teacher_training is the budget of the teacher this run fine-tunes: it needs "
+                             f"`teacher: {TEACHER_AUTO}` (a given teacher is used as it is)", "teacher_training")
         return self
 
 
@@ -277,7 +296,7 @@ class PretrainPruning(PruningSection):
             raise ValueError("prune once keeps the model's shape for every task; remove heads and neurons in the "
                              "task recipe's `pruning` section")
         if self.start_step is not None and self.end_step is not None and self.end_step < self.start_step:
-            raise ValueError(f"end_step ({self.end_step}) is before start_step ({self.start_step})")
+            raise KeyedError(f"end_step ({self.end_step}) is before start_step ({self.start_step})", "end_step")
         return self
 
     def scheduled(self, steps: int) -> PruningSection:
@@ -512,6 +531,7 @@ def _validate(data: dict[str, Any], name: str, lines: yaml_lines.LineMap, origin
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         loc = tuple(part for part in error["loc"] if not _UNION_BRANCH.match(str(part)))
+        loc += getattr(error.get("ctx", {}).get("error"), "key", ())  # a section's rule about one of its keys
         key = yaml_lines.dotted(loc)
         source, line = _where(key, name, lines, origins)
         raise RecipeError(_describe(error, loc), source=source, line=line, key=key or "(top level)") from None

@@ -8,6 +8,7 @@ import textwrap
 import time
 
 import pytest
+import yaml
 
 from pofa_openvino.cli import main
 
@@ -54,7 +55,7 @@ CASES = {
     "bad rate": (GOOD + "export:\n  sparse_weights_decompression_rate: 0.3\n", 12,
                  "export.sparse_weights_decompression_rate", "use auto, off, or a rate in [0.5, 1.0]"),
     "teacher budget without auto": (GOOD + "distillation:\n  teacher: offline:all-MiniLM-L6-v2\n"
-                                    "  teacher_training:\n    max_steps: 3\n", 11, "distillation",
+                                    "  teacher_training:\n    max_steps: 3\n", 13, "distillation.teacher_training",
                                     "teacher_training is the budget of the teacher this run fine-tunes"),
     "union typo": (GOOD + "export:\n  sparse_weights_decompression_rate: Auto\n", 12,
                    "export.sparse_weights_decompression_rate", "'Auto' is not allowed; use auto or off"),
@@ -64,8 +65,21 @@ CASES = {
                                                 "  train_file: .\n  validation_file: ."), 5, "data.train_file",
                                    "is a directory; give the file itself"),
     "negative max_gap": (GOOD + "report:\n  max_gap: -1\n", 12, "report.max_gap", "greater than or equal to 0"),
-    "steps reversed": (GOOD + "  start_step: 10\n  end_step: 2\n", 8, "pruning",
+    "steps reversed": (GOOD + "  start_step: 10\n  end_step: 2\n", 12, "pruning.end_step",
                        "end_step (2) is before start_step (10)"),
+    "start after the default end": (GOOD + "  start_step: 10\n", 11, "pruning.start_step",
+                                    "end_step (0) is before start_step (10)"),
+    "group steps reversed": (GOOD + "  end_step: 20\n  pruning_configs:\n    - op_names: [a]\n"
+                             "    - op_names: [b]\n      start_step: 5\n      end_step: 3\n", 16,
+                             "pruning.pruning_configs[1].end_step", "end_step (3) is before start_step (5)"),
+    "group starts after the section ends": (GOOD + "  end_step: 20\n  pruning_configs:\n    - op_names: [a]\n"
+                                            "      start_step: 30\n", 14, "pruning.pruning_configs[0].start_step",
+                                            "end_step (20) is before start_step (30)"),
+    "pattern_lock with a schedule": (GOOD + "  pruning_type: pattern_lock\n  start_step: 1\n  end_step: 4\n", 13,
+                                     "pruning.end_step", "set end_step equal to start_step (got 1 and 4)"),
+    "prune once steps reversed": (GOOD.split("data:")[0] + "pretrain:\n  text_files: [recipe.yaml]\n  pruning:\n"
+                                  "    start_step: 9\n    end_step: 1\n", 8, "pretrain.pruning.end_step",
+                                  "end_step (1) is before start_step (9)"),
 }
 
 
@@ -197,3 +211,67 @@ def test_files_that_are_not_recipes_are_one_line_at_once(raw, line, expected, tm
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"{path}:{line}: " if line else f"{path}: ") and expected in err, err
     assert time.perf_counter() - began < 10
+
+
+MERGED = GOOD + """\
+  pruning_configs:
+    - &group
+      op_names: [a]
+      pattern: 1x4
+      target_sparsity: 0.8
+    - <<: *group
+      op_names: [b]
+    - <<: [*group, {pruning_type: magnitude}]
+      <<: {target_sparsity: 0.5}
+      op_names: [c]
+"""
+
+
+def test_merge_keys_work_as_in_pyyaml(tmp_path, capsys):
+    from pofa_openvino.recipe import load_recipe
+    from pofa_openvino.yaml_lines import RecipeLoader
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(MERGED)
+    groups = load_recipe(path).pruning.pruning_configs
+    expected = yaml.load(MERGED, Loader=RecipeLoader)["pruning"]["pruning_configs"]
+    assert [g.model_dump(exclude_unset=True) for g in groups] == expected
+    assert [(g.op_names, g.pattern, g.target_sparsity, g.pruning_type) for g in groups] == [
+        (["a"], "1x4", 0.8, None), (["b"], "1x4", 0.8, None), (["c"], "1x4", 0.5, "magnitude")]
+    assert main(["validate", str(path)]) == 0 and capsys.readouterr().out.strip() == f"{path}: ok"
+
+
+@pytest.mark.parametrize(("text", "line", "key", "expected"), [
+    (MERGED.replace("pattern: 1x4", "pattern: x4"), 14, "pruning.pruning_configs[0].pattern", "'x4' is not a pattern"),
+    (MERGED.replace("op_names: [b]", "op_names: [b]\n      pattern: 4x4x4"), 18, "pruning.pruning_configs[1].pattern",
+     "'4x4x4' is not a pattern"),
+    (MERGED.replace("target_sparsity: 0.8", "target_sparsity: 1.8").replace("    - &group", "    - op_names: [z]\n"
+                                                                              "    - &group"), 16,
+     "pruning.pruning_configs[1].target_sparsity", "less than 1"),
+    (MERGED.replace("      op_names: [c]", "      op_names: [c]\n      op_names: [d]"), 21,
+     "pruning.pruning_configs[2].op_names", "duplicate key"),
+    (GOOD.replace("training:\n", "training: &t\n  <<: *t\n"), 6, "training", "a merge key (<<) refers to the mapping"),
+    (GOOD.replace("training:\n", "training: &t\n  x: {<<: *t}\n"), 7, "training.x.x",
+     "an alias refers to the collection it is in"),
+    (GOOD.replace("training:\n", "training:\n  <<: 5\n"), 7, "training", "a merge key (<<) takes a mapping or a list"),
+    (GOOD.replace("training:\n", "training:\n  <<: [5]\n"), 7, "training", "takes a mapping or a list of mappings"),
+])
+def test_merge_key_errors_are_one_line(text, line, key, expected, tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"{path}:{line}: {key}: ") and expected in err, err
+
+
+def test_a_merge_key_bomb_is_one_line_at_once(tmp_path, capsys):
+    """Nine levels of nine merges: PyYAML 6.0.4 merges a mapping once; older ones would expand 9**9 keys,
+    which the value budget stops."""
+    text = "a0: &a0 {k: 1, j: 2}\n" + "".join(
+        f"a{i}: &a{i}\n  <<: [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    began = time.perf_counter()
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{path}:") and "\n" not in err and time.perf_counter() - began < 10
