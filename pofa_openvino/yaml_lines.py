@@ -66,13 +66,15 @@ def decode(raw: bytes, source: str) -> str:
 
 def parse(text: str, source: str) -> tuple[Any, LineMap]:
     """Parse one YAML document with the safe loader; return the data and ``{dotted key: line}``.
-    Aliases are followed within :data:`MAX_NODES` and :data:`MAX_DEPTH`; one that contains itself is refused."""
+    Aliases are followed within :data:`MAX_NODES` and :data:`MAX_DEPTH`; one that contains itself is refused.
+    Merge keys (``<<: *defaults``) work as in PyYAML (YAML 1.1): a mapping's own keys win over merged ones;
+    a key the mapping itself spells twice is an error."""
     loader = RecipeLoader(text)
     try:
         node = loader.get_single_node()
-        lines: LineMap = {}
+        walk = _Walk(source, loader)
         if node is not None:
-            _walk(node, (), lines, source, [0], set())
+            walk.node(node, ())
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -85,39 +87,78 @@ def parse(text: str, source: str) -> tuple[Any, LineMap]:
         raise RecipeError(f"a value cannot be read: {str(exc).split(';')[0]}", source=source) from None
     finally:
         loader.dispose()
-    return data, lines
+    return data, walk.lines
 
 
-def _walk(node: yaml.Node, path: tuple[Any, ...], lines: LineMap, source: str, count: list[int],
-          open_nodes: set[int]) -> None:
-    count[0] += 1
-    line = node.start_mark.line + 1
-    if count[0] > MAX_NODES:
-        raise RecipeError(f"more than {MAX_NODES:,} values once its aliases are expanded", source=source, line=line)
-    if len(path) > MAX_DEPTH:
-        raise RecipeError(f"nested more than {MAX_DEPTH} levels deep", source=source, line=line, key=dotted(path))
-    if id(node) in open_nodes:
-        raise RecipeError("an alias refers to the collection it is in", source=source, line=line, key=dotted(path))
-    open_nodes.add(id(node))
-    _children(node, path, lines, source, count, open_nodes)
-    open_nodes.discard(id(node))
+MERGE = "tag:yaml.org,2002:merge"
 
 
-def _children(node: yaml.Node, path: tuple[Any, ...], lines: LineMap, source: str, count: list[int],
-              open_nodes: set[int]) -> None:
-    if isinstance(node, yaml.MappingNode):
+class _Walk:
+    """One pass over the node tree: the line of every key, with aliases and merges expanded within budget."""
+
+    def __init__(self, source: str, loader: RecipeLoader):
+        self.source, self.loader, self.lines, self.count = source, loader, {}, 0
+        self.open_nodes: set[int] = set()
+        self.inherited: dict[int, int] = {}  # mapping node -> how many of its entries came from merge keys
+
+    def error(self, message: str, node: yaml.Node, path: tuple[Any, ...]) -> RecipeError:
+        return RecipeError(message, source=self.source, line=node.start_mark.line + 1, key=dotted(path))
+
+    def spend(self, values: int, node: yaml.Node) -> None:
+        self.count += values
+        if self.count > MAX_NODES:
+            raise self.error(f"more than {MAX_NODES:,} values once its aliases are expanded", node, ())
+
+    def node(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        self.spend(1, node)
+        if len(path) > MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep", node, path)
+        if id(node) in self.open_nodes:
+            raise self.error("an alias refers to the collection it is in", node, path)
+        self.open_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            self.mapping(node, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = (*path, index)
+                self.lines[dotted(child)] = item.start_mark.line + 1
+                self.node(item, child)
+        self.open_nodes.discard(id(node))
+
+    def mapping(self, node: yaml.MappingNode, path: tuple[Any, ...]) -> None:
+        inherited = self.flatten(node, path, set())
         seen: set[str] = set()
-        for key_node, value_node in node.value:
+        for index, (key_node, value_node) in enumerate(node.value):
             key = str(key_node.value)
             child = (*path, key)
-            if key in seen:
-                raise RecipeError("duplicate key", source=source,
-                                  line=key_node.start_mark.line + 1, key=dotted(child))
-            seen.add(key)
-            lines[dotted(child)] = key_node.start_mark.line + 1
-            _walk(value_node, child, lines, source, count, open_nodes)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            child = (*path, index)
-            lines[dotted(child)] = item.start_mark.line + 1
-            _walk(item, child, lines, source, count, open_nodes)
+            if index >= inherited:  # a merged key may be overridden; the mapping's own keys are unique
+                if key in seen:
+                    raise self.error("duplicate key", key_node, child)
+                seen.add(key)
+            self.lines[dotted(child)] = key_node.start_mark.line + 1
+            self.node(value_node, child)
+
+    def flatten(self, node: yaml.MappingNode, path: tuple[Any, ...], active: set[int]) -> int:
+        """Merge ``node``'s merge keys with the loader's own code (so the data is PyYAML's, whatever its
+        version), and return how many of its entries came from them. Merged mappings are flattened first,
+        here, so a merge that contains itself is refused instead of recursing forever."""
+        if id(node) in self.inherited:
+            return self.inherited[id(node)]
+        if id(node) in active:
+            raise self.error("a merge key (<<) refers to the mapping it is in", node, path)
+        active.add(id(node))
+        own = 0
+        for key_node, value_node in node.value:
+            if key_node.tag != MERGE:
+                own += 1
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            if not all(isinstance(source, yaml.MappingNode) for source in sources):
+                raise self.error("a merge key (<<) takes a mapping or a list of mappings", key_node, path)
+            for source in sources:
+                self.flatten(source, path, active)
+        self.loader.flatten_mapping(node)
+        inherited = self.inherited[id(node)] = len(node.value) - own
+        self.spend(inherited, node)
+        active.discard(id(node))
+        return inherited
