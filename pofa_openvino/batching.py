@@ -45,16 +45,16 @@ def length_groups(lengths: list[int], max_batch: int) -> list[list[int]]:
     return groups
 
 
-def pad(sequences: list[Sequence], names: list[str], pad_token_id: int) -> dict[str, np.ndarray]:
-    """A batch padded on the right to its longest sequence, as the tokenizer pads (mask 0 there)."""
-    width = max(s.length for s in sequences)
+def pad(rows: list[dict[str, np.ndarray]], names: list[str], pad_token_id: int) -> dict[str, np.ndarray]:
+    """Unpadded token rows (1-D arrays by input name) as one batch, padded on the right to the longest
+    row as the tokenizer pads (``pad_token_id`` in the ids, 0 in the mask and segment ids)."""
+    width = max(len(row["input_ids"]) for row in rows)
     batch = {}
     for name in names:
         filler = pad_token_id if name == "input_ids" else 0
-        rows = np.full((len(sequences), width), filler, dtype=sequences[0].tokens[name].dtype)
-        for row, sequence in zip(rows, sequences, strict=True):
-            row[:sequence.length] = sequence.tokens[name]
-        batch[name] = rows
+        batch[name] = np.full((len(rows), width), filler, dtype=rows[0][name].dtype)
+        for padded, row in zip(batch[name], rows, strict=True):
+            padded[:len(row[name])] = row[name]
     return batch
 
 
@@ -133,7 +133,7 @@ class DynamicBatcher:
                 return
 
     def _start(self, group: list[Sequence]) -> None:
-        inputs = pad(group, self.names, self.pad_token_id)
+        inputs = pad([s.tokens for s in group], self.names, self.pad_token_id)
         for key, value in (("batches", 1), ("sequences", len(group)), ("tokens", sum(s.length for s in group)),
                            ("padded_tokens", inputs["input_ids"].size)):
             self.stats[key] += value

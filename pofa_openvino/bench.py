@@ -32,6 +32,7 @@ LABELS = {
     "openvino_int8_sparse": "OpenVINO INT8 + sparse decompression",
 }
 BASELINES = ("torch_fp32", "openvino_int8")
+MAX_TEXTS = 1000  # real-text figures use at most this many texts, spread over the file
 BUSY = 0.1  # above this share of the CPU used by other processes, a benchmark is flagged unreliable
 VERSIONS = ("pofa-openvino", "openvino", "torch", "transformers", "nncf", "numpy")
 _FLAGS = {"amx": ("amx_tile", "amx_int8"), "amx_bf16": ("amx_bf16",), "avx512_vnni": ("avx512_vnni",),
@@ -100,10 +101,10 @@ def timed_runs(infer: Callable[[], Any], duration_s: float, min_runs: int) -> li
 
 
 def latency_summary(times: list[float]) -> dict[str, Any]:
-    """Median, p90 and mean in milliseconds."""
+    """Median, p90, p99 and mean in milliseconds."""
     ms = np.asarray(times) * 1e3
-    return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "mean_ms": float(ms.mean()),
-            "runs": len(times)}
+    return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "runs": len(times)}
 
 
 def sequential_throughput(infer: Callable[[], Any], duration_s: float, batch_size: int) -> dict[str, Any]:
@@ -241,21 +242,27 @@ class _OpenVINOEngine:
 
     def throughput(self, inputs: dict[str, np.ndarray], duration_s: float, batch_size: int) -> dict[str, Any]:
         """Async requests with the THROUGHPUT hint, as many as OpenVINO finds optimal."""
+        return self.async_batches([inputs], duration_s, batch_size, key="items_per_s")
+
+    def async_batches(self, batches: list[dict[str, np.ndarray]], duration_s: float, items_per_pass: int,
+                      key: str = "sentences_per_s") -> dict[str, Any]:
+        """``batches`` cycled on async requests with the THROUGHPUT hint (as many requests as OpenVINO
+        finds optimal), for ``duration_s`` and at least one pass; ``items_per_pass`` items per pass."""
         import openvino as ov
 
         properties = {**self.model.properties, "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": self.threads}
         compiled = self.model.core.compile_model(self.model.model, "CPU", properties)
         requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         queue = ov.AsyncInferQueue(compiled, requests)
-        for _ in range(requests):
-            queue.start_async(inputs)
+        for index in range(requests):
+            queue.start_async(batches[index % len(batches)])
         queue.wait_all()
         count, began = 0, time.perf_counter()
-        while count < requests or time.perf_counter() - began < duration_s:
-            queue.start_async(inputs)  # blocks while every request is busy
+        while count < max(requests, len(batches)) or time.perf_counter() - began < duration_s:
+            queue.start_async(batches[count % len(batches)])  # blocks while every request is busy
             count += 1
         queue.wait_all()
-        return {"items_per_s": count * batch_size / (time.perf_counter() - began), "requests": requests,
+        return {key: count / len(batches) * items_per_pass / (time.perf_counter() - began), "requests": requests,
                 "streams": int(compiled.get_property("NUM_STREAMS")), "mode": "async, THROUGHPUT hint"}
 
     def describe(self) -> dict[str, Any] | None:
@@ -272,12 +279,14 @@ ENGINES: dict[str, Any] = {"torch": _TorchEngine, "openvino": _OpenVINOEngine}
 # --- all variants ----------------------------------------------------------------------------------
 
 def benchmark(variants: list[Variant], settings: Settings,
-              verify: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+              verify: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+              texts: list[str] | None = None) -> dict[str, Any]:
     """Load every variant (each in its own memory window), then time them in interleaved rounds so that
     drift in the machine's load spreads over all of them, then throughput one after the other; then
     the ratios against PyTorch FP32 and OpenVINO INT8 (dense). ``verify`` gets the loaded engines by
     variant name before anything is timed: it raises to stop a benchmark whose outputs are wrong, and
-    what it returns is recorded under ``checks``."""
+    what it returns is recorded under ``checks``. With ``texts``, each variant is also measured on
+    them (:mod:`.real_text`), beside its sentences/s at batch 1 padded to the throughput length."""
     from .errors import PofaError
     from .progress import progress
 
@@ -293,6 +302,7 @@ def benchmark(variants: list[Variant], settings: Settings,
     if not lengths:
         raise PofaError(f"every sequence length asked for exceeds the model's {max_length} positions")
     settings = replace(settings, sequence_lengths=lengths)
+    rows, pad_id = _real_text_rows(variants[0].path, texts, max(lengths)) if texts else ([], 0)
     results: dict[str, Any] = {}
     engines: dict[str, Any] = {}
     runners: dict[str, dict[int, Callable[[], Any]]] = {}
@@ -319,6 +329,13 @@ def benchmark(variants: list[Variant], settings: Settings,
             runtime = engine.describe()
             if runtime is not None:
                 figures["runtime"] = runtime
+            if rows:
+                from .real_text import measure
+
+                padded = figures["latency_ms"][str(settings.throughput_length)]["median_ms"]
+                figures["real_text"] = {**measure(engine, rows, settings.duration_s, pad_id),
+                                        "padded_batch1": {"sequence_length": settings.throughput_length,
+                                                          "sentences_per_s": settings.batch_size * 1e3 / padded}}
             bar.advance()
             log.info("%s: %s", figures["label"], _headline(figures))
     del engines, runners
@@ -333,7 +350,20 @@ def benchmark(variants: list[Variant], settings: Settings,
                                                   "threads": settings.cores},
              "variants": results, "ratios": {f"vs_{base}": ratios(results, base) for base in BASELINES
                                              if base in results}}
+    if rows:
+        from .real_text import token_lengths
+
+        found["real_text"] = {"texts": len(rows), "tokens": token_lengths(rows)}
     return found if checks is None else {**found, "checks": checks}
+
+
+def _real_text_rows(tokenizer_dir: Path, texts: list[str], max_length: int) -> tuple[list[dict[str, np.ndarray]], int]:
+    """The texts tokenized one by one (at most :data:`MAX_TEXTS`, spread over the list), and the pad id."""
+    from .real_text import tokenize
+
+    chosen = texts[::max(1, -(-len(texts) // MAX_TEXTS))]
+    log.info("real text: %d texts (of %d) tokenized one by one, up to %d tokens", len(chosen), len(texts), max_length)
+    return tokenize(tokenizer_dir, chosen, max_length)
 
 
 def _load(variant: Variant, settings: Settings, vocab: int) -> tuple[Any, dict[int, Callable[[], Any]], dict[str, Any]]:
@@ -454,9 +484,10 @@ def run_variants(run_dir: Path, checkpoint: Path, task: str) -> list[Variant]:
     return found
 
 
-def benchmark_run_dir(run_dir: Path, checkpoint: Path, task: str, settings: Settings) -> dict[str, Any]:
-    """A run directory's variants measured, with charts under ``run_dir/benchmark/``."""
-    return write_results(benchmark(run_variants(run_dir, checkpoint, task), settings), run_dir)
+def benchmark_run_dir(run_dir: Path, checkpoint: Path, task: str, settings: Settings,
+                      texts: list[str] | None = None) -> dict[str, Any]:
+    """A run directory's variants measured (also on ``texts``), with charts under ``run_dir/benchmark/``."""
+    return write_results(benchmark(run_variants(run_dir, checkpoint, task), settings, texts=texts), run_dir)
 
 
 def write_results(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:
@@ -473,9 +504,10 @@ def write_results(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:
 
 
 def bench_target(target: str | Path, settings: Settings, output: str | Path | None = None,
-                 force: bool = False) -> tuple[dict[str, Any], Path]:
+                 force: bool = False, texts: list[str] | None = None) -> tuple[dict[str, Any], Path]:
     """Benchmark a run directory (the result joins its report), an OpenVINO IR directory or a HF
-    checkpoint (written to ``output``, default ``runs/bench-<name>``). Returns the report and its dir."""
+    checkpoint (written to ``output``, default ``runs/bench-<name>``), also on ``texts`` when given (a
+    run's default: its recipe's ``benchmark.texts``). Returns the report and its dir."""
     from .errors import PofaError
     from .runtime import IR_FILE
 
@@ -483,7 +515,7 @@ def bench_target(target: str | Path, settings: Settings, output: str | Path | No
     if (target / "manifest.json").is_file() and (target / "recipe.yaml").is_file():
         from .pipeline import benchmark_run
 
-        return benchmark_run(target, settings), target
+        return benchmark_run(target, settings, texts), target
     out = Path(output or Path("runs") / f"bench-{target.name}").resolve()
     if (target / IR_FILE).is_file():
         _claim_output(out, force)
@@ -503,7 +535,7 @@ def bench_target(target: str | Path, settings: Settings, output: str | Path | No
     from .report import markdown
     from .rundir import write_json, write_text
 
-    report = {"target": str(target), "benchmark": write_results(benchmark(variants, settings), out)}
+    report = {"target": str(target), "benchmark": write_results(benchmark(variants, settings, texts=texts), out)}
     write_json(out / "report.json", report)
     write_text(out / "report.md", markdown(report))
     return report, out
