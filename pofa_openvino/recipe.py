@@ -39,9 +39,11 @@ BUILTIN_DATASETS = ("builtin:sentiment",)
 
 class Section(BaseModel):
     """Base of every recipe section: unknown keys are errors, assignments are re-validated, numbers are
-    finite (``.inf`` would train to NaN or never end), and ``true``/``false`` are not numbers."""
+    finite (``.inf`` would train to NaN or never end), and ``true``/``false`` are not numbers. Types are
+    strict, as INC and Hugging Face take them: ``"5"`` or ``3.0`` is not a step count, ``"0.9"`` not a
+    sparsity, ``"yes"`` not a yes/no value; only an integer where a float is asked is taken as it is."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, strict=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -395,12 +397,15 @@ class ExportSection(Section):
 
 class BenchmarkSection(Section):
     """Latency at batch ``batch_size`` for every sequence length, throughput, memory and size of every
-    variant the run produced; ``duration_s`` per variant and length; ``threads`` default to all cores."""
+    variant the run produced; ``duration_s`` per variant and length; ``threads`` default to all cores.
+    ``texts``: real text to measure as well (``evaluation``: the recipe's evaluation split; a .txt, .csv,
+    .tsv or .jsonl file with a ``text`` column; null: fixed lengths only)."""
 
     sequence_lengths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 128, 384], min_length=1)
     batch_size: int = Field(default=1, ge=1)
     duration_s: float = Field(default=10.0, gt=0.0)
     threads: int | None = Field(default=None, ge=1)
+    texts: str | None = "evaluation"
 
 
 class PackageSection(Section):
@@ -574,7 +579,28 @@ def _describe(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if kind in {"value_error", "assertion_error"}:
         return message
+    if kind == "list_type" and isinstance(value, str | int | float):
+        return f"{value!r} is one value; this key takes a list: write [{value}]"
+    if kind in _TYPE_NAMES and isinstance(value, str) and _unquoted_fits(value, kind):  # types are strict
+        return f"{value!r} is text (in quotes); this key takes {_TYPE_NAMES[kind]}: write it without quotes"
+    if kind == "int_type" and isinstance(value, float):
+        return f"{value!r} is not a whole number; this key takes an integer (write {value:.0f} if that is meant)" \
+            if value.is_integer() else f"{value!r} is not a whole number; this key takes an integer"
     return f"{value!r}: {message[0].lower()}{message[1:]}" if not isinstance(value, dict) else message
+
+
+_TYPE_NAMES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
+
+
+def _unquoted_fits(text: str, kind: str) -> bool:
+    """Whether ``text`` without its quotes would be a value of the type ``kind`` names."""
+    try:
+        value = yaml_lines.load_value(text)
+    except yaml.YAMLError:
+        return False
+    if kind == "bool_type":
+        return isinstance(value, bool)
+    return isinstance(value, int if kind == "int_type" else int | float) and not isinstance(value, bool)
 
 
 def _fields_at(loc: tuple[Any, ...]) -> set[str]:
@@ -617,6 +643,9 @@ def _resolve_paths(recipe: Recipe, base: Path, lines: yaml_lines.LineMap, origin
         value = getattr(recipe.data, key, None)
         if value is not None:
             setattr(recipe.data, key, local_file(f"data.{key}", value))
+    texts = recipe.benchmark.texts if recipe.benchmark else None
+    if texts not in (None, "evaluation"):
+        recipe.benchmark.texts = local_file("benchmark.texts", texts)
     if recipe.pretrain is not None:
         recipe.pretrain.text_files = [local_file(f"pretrain.text_files[{i}]", value)
                                       for i, value in enumerate(recipe.pretrain.text_files)]

@@ -275,3 +275,58 @@ def test_a_merge_key_bomb_is_one_line_at_once(tmp_path, capsys):
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{path}:") and "\n" not in err and time.perf_counter() - began < 10
+
+
+@pytest.mark.parametrize(("extra", "line", "key", "expected"), [
+    (("max_steps: 5", 'max_steps: "5"'), 7, "training.max_steps",
+     "'5' is text (in quotes); this key takes an integer: write it without quotes"),
+    (("max_steps: 5", "max_steps: 3.0"), 7, "training.max_steps", "3.0 is not a whole number; this key takes an "
+                                                                 "integer (write 3 if that is meant)"),
+    (("max_steps: 5", "max_steps: 2.5"), 7, "training.max_steps", "2.5 is not a whole number"),
+    (("target_sparsity: 0.9", "target_sparsity: '0.9'"), 10, "pruning.target_sparsity",
+     "'0.9' is text (in quotes); this key takes a number"),
+    (("target_sparsity: 0.9", "target_sparsity: ninety"), 10, "pruning.target_sparsity",
+     "'ninety': input should be a valid number"),
+    (("pattern: 4x1", "pattern: [4x1]"), 9, "pruning.pattern", "['4x1']: input should be a valid string"),
+    (("pattern: 4x1", "pattern: 4x1\n  op_names: layer.0"), 10, "pruning.op_names",
+     "'layer.0' is one value; this key takes a list: write [layer.0]"),
+    (("name: demo", "name: 42"), 1, "name", "42: input should be a valid string"),
+    (("  name_or_path:", "  trust_remote_code: 'true'\n  name_or_path:"), 3, "model.trust_remote_code",
+     "'true' is text (in quotes); this key takes true or false"),
+    (("  name_or_path:", "  trust_remote_code: 'yes'\n  name_or_path:"), 3, "model.trust_remote_code",
+     "'yes': input should be a valid boolean"),
+    (("  name_or_path:", "  trust_remote_code: 1\n  name_or_path:"), 3, "model.trust_remote_code",
+     "1: input should be a valid boolean"),
+    (("max_steps: 5", "max_steps: 5\n  seed: 1.5"), 8, "training.seed", "1.5 is not a whole number"),
+    (("dataset: builtin:sentiment", "dataset: builtin:sentiment\n  max_seq_length: '128'"), 6,
+     "data.max_seq_length", "'128' is text (in quotes)"),
+    (("dataset: builtin:sentiment", "dataset: builtin:sentiment\n  text_columns: text"), 6, "data.text_columns",
+     "write [text]"),
+])
+def test_types_are_strict_where_inc_and_hf_would_not_coerce(extra, line, key, expected, tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD.replace(*extra, 1))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"{path}:{line}: {key}: ") and expected in err, err
+
+
+def test_sequence_lengths_and_set_values_are_strict_too(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD + "benchmark:\n  sequence_lengths: [32, '128']\n")
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"{path}:12: benchmark.sequence_lengths[1]: '128' is text")
+    path.write_text(GOOD)
+    assert main(["validate", str(path), "--set", "training.max_steps=5.0"]) == 2
+    assert capsys.readouterr().err.startswith("--set training.max_steps=5.0: training.max_steps: 5.0 is not a whole")
+
+
+def test_an_integer_is_a_number_where_a_float_is_asked(tmp_path):
+    from pofa_openvino.recipe import load_recipe
+
+    path = tmp_path / "recipe.yaml"
+    text = GOOD.replace("target_sparsity: 0.9", "target_sparsity: 0")
+    path.write_text(text.replace("max_steps: 5", "max_steps: 5\n  learning_rate: 1"))
+    recipe = load_recipe(path)
+    assert recipe.pruning.target_sparsity == 0.0 and isinstance(recipe.pruning.target_sparsity, float)
+    assert recipe.training.learning_rate == 1.0 and isinstance(recipe.training.learning_rate, float)
