@@ -22,7 +22,7 @@ from . import report as report_md
 from . import stages
 from .bench import versions
 from .distributed import World, join
-from .errors import PofaError, RecipeError, StageError
+from .errors import PofaError, RecipeError, StageError, os_errors
 from .recipe import Recipe, load_recipe
 from .rundir import (
     MANIFEST_FORMAT,
@@ -31,6 +31,7 @@ from .rundir import (
     outputs_present,
     read_json,
     sha256_tree,
+    write_failure,
     write_json,
     write_text,
     written_entries,
@@ -86,12 +87,13 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
     ``smoke`` swaps in a tiny model and a few generated rows of the task's format (no hub, a minute).
 
     Launched by ``torchrun`` or ``accelerate launch``, every process calls this: rank 0 runs the
-    pipeline and the others join it for the training stages."""
+    pipeline and the others join it for the training stages. A read-only output directory or a full
+    disk is one :class:`~pofa_openvino.errors.OutputError` line, inside a stage or outside."""
     spec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     world = join()
     if not world.is_main:
         return _follow(world)
-    with _Orders(world) as orders:
+    with _Orders(world) as orders, os_errors():
         return _lead(spec, orders, output_dir, resume, force, pruning, smoke)
 
 
@@ -266,13 +268,18 @@ def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any],
     try:
         result = stage.run(ctx)
     except BaseException as exc:
-        entry.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                     error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - began, 2))
-        write_json(run_dir / "manifest.json", manifest)
-        if isinstance(exc, (PofaError, KeyboardInterrupt)):
+        disk = write_failure(exc, run_dir)  # a full or read-only disk, said as such (not "iostream error")
+        cause = str(disk) if disk else " ".join(f"{type(exc).__name__}: {exc}".split())
+        entry.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=cause,
+                     seconds=round(time.perf_counter() - began, 2))
+        try:
+            write_json(run_dir / "manifest.json", manifest)
+        except OSError as error:  # the disk that failed the stage may fail this too: the stage's error counts
+            log.debug("the failure of stage %s is not recorded in the manifest: %s", stage.name, error)
+        if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, PofaError) and disk is None):
             raise
-        raise StageError(f"stage {stage.name} failed: {type(exc).__name__}: {exc}. Earlier stages are "
-                         f"kept in {run_dir}; fix the cause and rerun with --resume") from exc
+        raise StageError(f"stage {stage.name} failed: {cause}. Earlier stages are kept in {run_dir}; fix the "
+                         "cause and rerun with --resume") from exc
     entry.update(status="done", finished=_now(), seconds=round(time.perf_counter() - began, 2),
                  outputs=result.outputs, report=result.report)
     ctx.outputs[stage.name] = result.outputs

@@ -58,6 +58,21 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def clean_venv(where: Path, extras: str = "") -> Path:
+    """A new venv with only ``pip install pofa-openvino[extras]`` (pinned by constraints.txt): what a
+    user of the runtime installs. Returns its bin directory."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
+    install = subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                              "--disable-pip-version-check", "-c", str(root / "constraints.txt"),
+                              f"{root}[{extras}]" if extras else str(root)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
+    return where / "bin"
+
+
 def tiny_recipe(model_dir: Path, **sections) -> dict:
     """A fast recipe on the built-in sentiment set; keyword arguments replace whole sections."""
     recipe = {

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_recipe
+from conftest import clean_venv, tiny_recipe
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -47,11 +47,11 @@ def bundle_dir(tiny_bert, tmp_path_factory) -> Path:
 class Server:
     """A `serve` process on a free loopback port, its log kept for the assertions."""
 
-    def __init__(self, bundle: Path, log: Path, *options: str):
+    def __init__(self, bundle: Path, log: Path, *options: str, cli: str = CLI):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        self.process = subprocess.Popen([CLI, "serve", str(bundle), "--port", str(self.port), *options],
+        self.process = subprocess.Popen([cli, "serve", str(bundle), "--port", str(self.port), *options],
                                         stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -330,3 +330,19 @@ def test_the_ovms_repository_replaces_only_its_own(bundle_dir, tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and "holds no OVMS repository of this tool" in refused.stderr
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_serve_needs_only_the_base_install_and_the_serve_extra(bundle_dir, tmp_path):
+    """`pip install 'pofa-openvino[serve]'` in a clean venv: no torch, no transformers, and it serves."""
+    bin_dir = clean_venv(tmp_path / "venv", "serve")
+    for heavy in ("torch", "transformers", "neural_compressor", "nncf"):
+        assert subprocess.run([str(bin_dir / "python"), "-c", f"import {heavy}"], capture_output=True).returncode
+    running = Server(bundle_dir, tmp_path / "server.log", cli=str(bin_dir / "pofa-openvino"))
+    try:
+        status, answer, _ = running.infer(_texts_body(TEXTS[:2]))
+    finally:
+        assert running.stop() == 0
+    from pofa_openvino.bundle import Bundle
+
+    assert status == 200 and answer["outputs"][0]["data"] == [p["label"] for p in Bundle(bundle_dir).predict(TEXTS[:2])]
