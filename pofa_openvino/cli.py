@@ -397,8 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.debug, args.quiet)
     interrupts.install()
-    try:
-        return COMMANDS[args.verb](args)
+    from .errors import os_errors
+
+    try:  # os_errors: a read-only or full disk, in any verb, is one line (a closed pipe is handled below)
+        with os_errors():
+            return COMMANDS[args.verb](args)
     except PofaError as exc:
         if args.debug:
             raise

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class PofaError(Exception):
     """A user-facing failure: the message alone says what went wrong and what to do."""
@@ -35,6 +40,54 @@ class UsageError(PofaError):
     """The command line's options do not go together (or name something that does not exist)."""
 
     exit_code = 2
+
+
+class OutputError(PofaError):
+    """A file could not be written for a reason outside the tool: a full disk (exit 1: the write failed),
+    or a read-only, forbidden or impossible location (exit 2: choose another one)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# What the disk lacked: the write failed (exit 1).
+FULL = {errno.ENOSPC: "no space left on device", getattr(errno, "EDQUOT", -1): "disk quota exceeded",
+        errno.EFBIG: "file too large for the file system"}
+# Where the output cannot go: the location is wrong (exit 2).
+LOCATION = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+            errno.EPERM: "operation not permitted", errno.ENOTDIR: "a part of the path is a file, not a directory",
+            errno.EEXIST: "exists and is not a directory", errno.EISDIR: "is a directory",
+            errno.ENAMETOOLONG: "name too long"}
+
+
+def os_failure(exc: OSError, path: str | Path | None = None) -> OutputError:
+    """One line for an ``OSError`` (``path`` names the file when the error does not, as after a
+    failed ``write``): ``no space left on device while writing PATH`` or ``PATH: read-only file system``."""
+    where = exc.filename or path
+    if exc.errno in FULL:
+        return OutputError(f"{FULL[exc.errno]} while writing {where or 'a file'}")
+    if exc.errno in LOCATION and where:
+        return OutputError(f"{where}: {LOCATION[exc.errno]}; choose another output location", exit_code=2)
+    detail = " ".join(str(exc.strerror or exc).split())
+    return OutputError(f"{where}: {detail}" if where else f"{type(exc).__name__}: {detail}")
+
+
+def disk_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is about the disk or the output location (not, say, a missing input file)."""
+    return isinstance(exc, OSError) and (exc.errno in FULL or exc.errno in LOCATION)
+
+
+@contextmanager
+def os_errors(path: str | Path | None = None) -> Iterator[None]:
+    """Any ``OSError`` inside becomes a one-line :class:`OutputError`; a broken pipe is left to the CLI,
+    which ends quietly on it."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise os_failure(exc, path) from exc
 
 
 def listed(values: list[str], limit: int = 10) -> str:

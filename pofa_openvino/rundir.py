@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import PofaError
+from .errors import OutputError, PofaError, disk_error, os_failure
 
 # Everything a run may write at its top level. --force removes, of these, only what the previous run's
 # manifest says it wrote (``written``), and never anything in a directory that holds no run.
@@ -24,15 +25,21 @@ LOCK = ".pofa-lock"  # held (flock) while a run writes into the directory; holds
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and rename: readers never see half a file."""
+    """Write via a temporary file in the same directory and rename: readers never see half a file. A
+    failure names ``path`` (a failed ``write`` names no file, a failed ``mkstemp`` the temporary one), or
+    the directory that could not be made."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -46,17 +53,53 @@ def read_json(path: Path) -> Any:
 
 @contextmanager
 def staged_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty sibling directory; on success it replaces ``final``, on failure it is removed."""
+    """Yield an empty sibling directory; on success it replaces ``final``, on failure it is removed. A
+    failure that is the disk's (see :func:`write_failure`) is said as such, judged before the removal
+    frees the space again."""
     tmp = final.with_name(f".{final.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
+        failure = write_failure(exc, final, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+        if failure is not None and failure is not exc:
+            raise failure from exc
         raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+
+
+LOW_SPACE = 16 << 20  # bytes: a write that failed with less than this free failed for want of space
+# What C++ writers say when a write fails, without an errno: OpenVINO's serializer and torch.save.
+_WRITER_FAILURE = re.compile(r"iostream error|file write failed|failed writing|no space left", re.IGNORECASE)
+
+
+def write_failure(exc: BaseException, target: Path, probe: Path | None = None) -> OutputError | None:
+    """What a failed write into ``target`` means for the user, or None when it is not the disk's doing.
+    An ``OSError`` says it with its errno; OpenVINO says only "basic_ios::clear: iostream error" (and
+    torch "file write failed"), so then the disk of ``probe`` (default ``target``) is looked at: nearly
+    full, or not writable."""
+    if isinstance(exc, OutputError):
+        return exc
+    if isinstance(exc, OSError):
+        return os_failure(exc, target) if disk_error(exc) else None
+    if not _WRITER_FAILURE.search(str(exc)):
+        return None
+    folder = next((p for p in (probe or target, *(probe or target).parents) if p.exists()), Path("/"))
+    free = free_bytes(folder)
+    if free < LOW_SPACE:
+        return OutputError(f"no space left on device while writing {target} ({free:,} bytes free)")
+    if not os.access(folder, os.W_OK):
+        return OutputError(f"{target}: not writable (a read-only file system?); choose another output location",
+                           exit_code=2)
+    return None
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes this process may still write on ``folder``'s file system."""
+    return shutil.disk_usage(folder).free
 
 
 def sha256_file(path: Path) -> str:
