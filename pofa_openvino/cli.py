@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import interrupts
 from .errors import PofaError
 
 TARGETS = ("xeon-amx", "xeon", "edge")  # package.target's choices (kept equal by a test)
+EXIT_CODES = """exit codes:
+  0    done
+  1    a stage failed, or a bundle did not verify (one line on stderr)
+  2    bad input: a recipe, a data file or the command line (one line)
+  130  interrupted: finished stages are kept; --resume continues
+  141  the output pipe was closed (... | head)"""
 
 
 def _parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
     parser = argparse.ArgumentParser(
-        prog="pofa-openvino",
-        description="Prune Once for All sparse transformers on OpenVINO: fine-tune with INC pruning, "
+        prog="pofa-openvino", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Prune Once for All sparse transformers on OpenVINO: fine-tune with INC pruning,\n"
                     "quantize to INT8, export, evaluate, benchmark and package, from one YAML recipe.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('pofa-openvino')}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -92,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     verify = verbs.add_parser("verify", help="check a bundle or its archive: files, manifest, self-test, runtime")
     verify.add_argument("bundle", help="a bundle directory or .tar.gz")
 
-    verbs.add_parser("models", help="the PruneOFA checkpoints and the results their model cards publish")
+    models = verbs.add_parser("models", help="the PruneOFA checkpoints and the results their model cards publish")
 
     recipes = verbs.add_parser("recipes", help="list recipes: model, task, the result they should reproduce")
     recipes.add_argument("directory", nargs="?", default="recipes", help="a folder of recipes (default: recipes)")
@@ -116,15 +126,21 @@ def _parser() -> argparse.ArgumentParser:
     validate = verbs.add_parser("validate", help="check recipes without running them")
     validate.add_argument("recipes", nargs="+", help="recipe YAML files")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    for verb in (run, bench, verify, models, recipes, validate):
+        verb.add_argument("--json", action="store_true",
+                          help="print the result as one JSON document on stdout (logs stay on stderr)")
+    for verb in verbs.choices.values():
+        verb.epilog, verb.formatter_class = EXIT_CODES, argparse.RawDescriptionHelpFormatter
     return parser
 
 
 def _setup_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     if sys.stderr.isatty():
+        from rich.console import Console
         from rich.logging import RichHandler
 
-        handler: logging.Handler = RichHandler(show_path=False, markup=False)
+        handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler()
@@ -138,8 +154,10 @@ def _setup_logging(debug: bool, quiet: bool) -> None:
     logging.getLogger("pofa_openvino").setLevel(level)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+Result = int | dict[str, Any]  # an exit code, or (with --json) the document to print; "ok" says which code
+
+
+def _cmd_run(args: argparse.Namespace) -> Result:
     from rich.table import Table
 
     from .pipeline import run
@@ -149,15 +167,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
                  overrides=args.overrides, smoke=args.smoke)
     if result.rank != 0:
         return 0
+    bundle = result.report.get("package")
+    if args.json:
+        return {"ok": True, "recipe": result.report["recipe"]["name"], "run_dir": str(result.run_dir),
+                "ran": result.ran, "reused": result.reused, "summary": dict(summary_rows(result.report)),
+                "bundle": str(result.run_dir / bundle["dir"]) if bundle else None, "report": result.report}
     table = Table(title=f"{result.report['recipe']['name']}: results", show_header=False)
     for name, value in summary_rows(result.report):
         table.add_row(name, value)
-    console = Console()
+    console = _console()
     console.print(table)
     if result.reused:
         console.print(f"reused unchanged stages: {', '.join(result.reused)}")
     console.print(f"run directory: {result.run_dir}  (report.md, report.json, manifest.json)")
-    bundle = result.report.get("package")
     if bundle:
         where = result.run_dir / bundle["dir"]
         console.print(f"edge bundle (verified): {where}\n  run it anywhere with only `pip install pofa-openvino`: "
@@ -170,9 +192,8 @@ BENCH_OPTIONS = {"sequence_lengths": "--seq-len", "batch_size": "--batch-size", 
                  "threads": "--threads"}
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _cmd_bench(args: argparse.Namespace) -> Result:
     from pydantic import ValidationError
-    from rich.console import Console
     from rich.table import Table
 
     from .bench import bench_target, settings_from
@@ -187,6 +208,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise PofaError(f"{BENCH_OPTIONS[problem['loc'][0]]}: {problem['msg']}") from None
     report, out = bench_target(args.target, settings_from(section), args.output, args.force)
     bench = report["benchmark"]
+    if args.json:
+        return {"ok": True, "target": str(Path(args.target).resolve()), "report": str(out / "report.json"),
+                "benchmark": bench}
     lengths = [str(n) for n in bench["settings"]["sequence_lengths"]]
     table = Table(title=f"{bench['machine']['cpu']}, {bench['machine']['cores_used']} threads, "
                         f"batch {bench['settings']['batch_size']}")
@@ -202,7 +226,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                         for n in lengths),
                       f"{figures['throughput']['items_per_s']:.1f}",
                       *(f"{s:.2f}x" if s is not None else "-" for s in speedups))
-    console = Console()
+    console = _console()
     console.print(table)
     console.print(f"speedups: median latency at {at} tokens. Full figures, ratios and charts: {out / 'report.md'}")
     return 0
@@ -278,10 +302,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_verify(args: argparse.Namespace) -> int:
+def _cmd_verify(args: argparse.Namespace) -> Result:
     from .bundle import verify
 
     result = verify(args.bundle)
+    if args.json:
+        return {"ok": True, **result}
     runtime = result["runtime"]
     selftest = result["selftest"]
     print(f"{result['bundle']}: ok: {result['files']} files match the manifest; self-test {selftest['samples']} "
@@ -290,12 +316,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from rich.console import Console
+def _cmd_models(args: argparse.Namespace) -> Result:
+    from dataclasses import asdict
+
     from rich.table import Table
 
     from .registry import MODELS, TASKS
 
+    if args.json:
+        return {"ok": True, "models": [asdict(model) for model in MODELS.values()]}
     table = Table(title="Intel PruneOFA checkpoints: published results (percent)")
     for column in ("hub id", "model", *(f"{c.title} ({'/'.join(c.metrics)})" for c in TASKS.values())):
         table.add_column(column, overflow="fold")
@@ -303,43 +332,54 @@ def _cmd_models(args: argparse.Namespace) -> int:
         cells = ["/".join(f"{100 * v:.2f}" for v in model.published[key].values()) if key in model.published else "-"
                  for key in TASKS]
         table.add_row(model.hub_id, model.describe(), *cells)
-    Console().print(table)
+    _console().print(table)
     return 0
 
 
-def _cmd_recipes(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from rich.console import Console
+def _cmd_recipes(args: argparse.Namespace) -> Result:
     from rich.table import Table
 
+    paths = sorted(Path(args.directory).glob("*.yaml"))
+    if not paths:
+        raise PofaError(f"{args.directory}: no recipes (*.yaml) there")
+    listed = [_recipe_entry(path) for path in paths]
+    if args.json:
+        return {"ok": True, "directory": args.directory, "recipes": listed}
+    table = Table(title=f"recipes in {args.directory}")
+    for column in ("recipe", "model", "task", "expected (published)"):
+        table.add_column(column, overflow="fold")
+    for entry in listed:
+        if entry["error"]:  # one broken recipe does not hide the others
+            table.add_row(entry["file"], "-", "invalid", entry["error"])
+        elif entry["task"] is None:
+            table.add_row(entry["file"], entry["model"], "prune once (sparse pre-trained model)",
+                          f"{100 * entry['prune_once_sparsity']:.0f}% sparse checkpoint")
+        else:
+            table.add_row(entry["file"], entry["model"], f"{entry['task']} ({entry['dataset'] or 'local files'})",
+                          ", ".join(f"{k} {100 * v:.2f}" for k, v in (entry["expected"] or {}).items()) or "-")
+    _console().print(table)
+    return 0
+
+
+def _recipe_entry(path: Path) -> dict[str, Any]:
+    """What ``recipes`` shows of one file: its model, task and data and the result it should reproduce
+    (the catalogue's, or the published one), or why it is invalid."""
     from .catalogue import entries
     from .recipe import load_recipe
     from .registry import published
 
-    expected = {entry.name: entry.expected for entry in entries()}
-    table = Table(title=f"recipes in {args.directory}")
-    for column in ("recipe", "model", "task", "expected (published)"):
-        table.add_column(column, overflow="fold")
-    paths = sorted(Path(args.directory).glob("*.yaml"))
-    if not paths:
-        raise PofaError(f"{args.directory}: no recipes (*.yaml) there")
-    for path in paths:
-        try:
-            spec = load_recipe(path)
-        except PofaError as error:  # one broken recipe does not hide the others
-            table.add_row(path.name, "-", "invalid", str(error))
-            continue
-        if spec.data is None:
-            target = spec.pretrain.pruning.target_sparsity
-            table.add_row(path.name, spec.model.name_or_path, "prune once (sparse pre-trained model)",
-                          f"{100 * target:.0f}% sparse checkpoint")
-            continue
-        metrics = expected.get(spec.name) or published(spec.model.name_or_path, spec.data.dataset, spec.task) or {}
-        table.add_row(path.name, spec.model.name_or_path, f"{spec.task} ({spec.data.dataset or 'local files'})",
-                      ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()) or "-")
-    Console().print(table)
-    return 0
+    entry: dict[str, Any] = {"file": path.name, "name": None, "model": None, "task": None, "dataset": None,
+                             "expected": None, "prune_once_sparsity": None, "error": None}
+    try:
+        spec = load_recipe(path)
+    except PofaError as error:
+        return {**entry, "error": str(error)}
+    entry.update(name=spec.name, model=spec.model.name_or_path)
+    if spec.data is None:
+        return {**entry, "prune_once_sparsity": spec.pretrain.pruning.target_sparsity}
+    expected = next((e.expected for e in entries() if e.name == spec.name), None)
+    return {**entry, "task": spec.task, "dataset": spec.data.dataset,
+            "expected": expected or published(spec.model.name_or_path, spec.data.dataset, spec.task)}
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -379,13 +419,27 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
+def _cmd_validate(args: argparse.Namespace) -> Result:
+    from .pipeline import STAGES
     from .recipe import load_recipe
 
-    for path in args.recipes:
-        load_recipe(path, args.overrides)
-        print(f"{path}: ok")
-    return 0
+    if not args.json:
+        for path in args.recipes:
+            load_recipe(path, args.overrides)
+            print(f"{path}: ok")
+        return 0
+    checked, code = [], 0
+    for path in args.recipes:  # every file is checked, so one document answers for all of them
+        try:
+            spec = load_recipe(path, args.overrides)
+        except PofaError as error:
+            _print_error(error)
+            checked.append({"file": path, "ok": False, "error": str(error), "exit_code": error.exit_code})
+            code = max(code, error.exit_code)
+            continue
+        checked.append({"file": path, "ok": True, "name": spec.name, "task": spec.task,
+                        "stages": [stage.name for stage in STAGES if stage.enabled(spec)]})
+    return {"ok": not code, "exit_code": code, "recipes": checked}
 
 
 COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "package": _cmd_package, "predict": _cmd_predict,
@@ -397,22 +451,82 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.debug, args.quiet)
     interrupts.install()
+    as_json = getattr(args, "json", False)
     from .errors import os_errors
 
     try:  # os_errors: a read-only or full disk, in any verb, is one line (a closed pipe is handled below)
-        with os_errors():
-            return COMMANDS[args.verb](args)
+        with os_errors(), _stdout_to_stderr() if as_json else contextlib.nullcontext():
+            result = COMMANDS[args.verb](args)
+        if isinstance(result, dict):
+            _print_json(result)
+            return 0 if result["ok"] else int(result.get("exit_code", 1))
+        return result
     except PofaError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}" if exc.exit_code != 2 else str(exc), file=sys.stderr)
+        _print_error(exc)
+        if as_json:
+            _print_json({"ok": False, "error": str(exc), "exit_code": exc.exit_code})
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; rerun with --resume to continue", file=sys.stderr)
+        if as_json:
+            _print_json({"ok": False, "error": "interrupted", "exit_code": 130})
         return 130
     except BrokenPipeError:  # `... | head -1` closed our stdout: stop quietly, as other Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def _print_error(exc: PofaError) -> None:
+    """Bad input (exit 2) is its own message (``file:line: key: ...``); a failure says ``error:``."""
+    print(f"error: {exc}" if exc.exit_code != 2 else str(exc), file=sys.stderr)
+
+
+def _console() -> Any:
+    """The console tables print on: on a terminal it fits the window; into a pipe or a file no cell is
+    wrapped, so ``pofa-openvino models | grep ...`` finds every hub id whole on one line."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=100_000)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """While a --json command runs, whatever else would reach stdout (a library's print, native code
+    writing to file descriptor 1) goes to stderr: stdout carries the JSON document alone."""
+    sys.stdout.flush()
+    try:
+        out, err = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # streams replaced in-process (a test's capture)
+        out = err = -1
+    saved = os.dup(out) if out >= 0 else -1
+    if saved >= 0:
+        os.dup2(err, out)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved >= 0:
+            os.dup2(saved, out)
+            os.close(saved)
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    """Strict JSON: NaN and infinities (a failed measurement) become null, never the bare tokens that
+    JSON parsers reject; paths become strings."""
+    print(json.dumps(_finite(document), indent=2, allow_nan=False, default=str))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 if __name__ == "__main__":

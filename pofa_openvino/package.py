@@ -1,6 +1,7 @@
 """Build the edge bundle from a finished run: the INT8 IR, its tokenizer as an OpenVINO model, the
-runtime config for the target, a self-test, a README and a manifest with a checksum per file. The
-bundle is verified with :mod:`pofa_openvino.bundle` (what the receiving side runs) before it is kept."""
+runtime config for the target, a self-test, the model card (README.md) and a manifest with a checksum
+per file (the card's included). The bundle is verified with :mod:`pofa_openvino.bundle` (what the
+receiving side runs) before it is kept."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 from .bench import versions as bench_versions
 from .bundle import DETOKENIZER, FORMAT, FORMAT_VERSION, MANIFEST, SELFTEST_TOLERANCE, TOKENIZER, Bundle, verify
 from .errors import StageError
+from .model_card import CARD, write_card
 from .rundir import sha256_file, staged_dir
 from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
 
@@ -47,7 +49,7 @@ def build_bundle(run_dir: Path, out: Path, recipe: Any, data: Any, run_report: d
         if embeddings["compressed"]:
             embeddings.update(_accuracy_change(ir_dir, tmp / "model", recipe, data, max_accuracy_drop))
         _selftest(tmp, data)
-        (tmp / "README.md").write_text(_readme(manifest, target))
+        write_card(tmp, run_report, recipe, config, manifest)
         manifest["files"] = {str(p.relative_to(tmp)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                              for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != MANIFEST}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -79,7 +81,7 @@ def _model(ir_dir: Path, out: Path, compress: bool) -> dict[str, Any]:
         for name in ("openvino_model.xml", "openvino_model.bin"):
             shutil.copy2(ir_dir / name, out / name)
     for item in ir_dir.iterdir():
-        if item.is_file() and not item.name.startswith("openvino_model.") and item.name != RUNTIME_CONFIG:
+        if item.is_file() and not item.name.startswith("openvino_model.") and item.name not in (RUNTIME_CONFIG, CARD):
             shutil.copy2(item, out / item.name)
     config = json.loads((out / "config.json").read_text())
     config.pop("_name_or_path", None)  # the build machine's path
@@ -181,31 +183,3 @@ def write_archive(bundle_dir: Path) -> Path:
                 tar.add(path, arcname=str(path.relative_to(bundle_dir)), recursive=False)
     os.replace(partial, target)
     return target
-
-
-def _readme(manifest: dict[str, Any], target: str) -> str:
-    pair = manifest["text_inputs"] == 2
-    example = ('"Who wrote it?" --pair "It was written by Ann."' if manifest["task"] == "question-answering"
-               else '"first text" --pair "second text"' if pair else '"a sentence to classify"')
-    return f"""# {manifest['name']}: OpenVINO bundle ({manifest['task']}, target {target})
-
-Runs with OpenVINO alone: `pip install pofa-openvino=={manifest['requires']['pofa-openvino'].lstrip('=')}` (brings
-openvino, openvino-tokenizers and numpy; no torch). Exact runtime versions are in `manifest.json`
-(`requires`).
-
-    pofa-openvino verify .                  # checksums, self-test, and what this CPU runs
-    pofa-openvino predict . {example}
-
-In Python: `from pofa_openvino.bundle import Bundle; Bundle(".").predict([...])`.
-
-- `model/`: the INT8 OpenVINO IR with `config.json` and the Hugging Face tokenizer files (loadable by
-  `optimum.intel.OVModelFor*` with `ov_config` from `runtime_config.json`).
-- `tokenizer/`: the tokenizer as an OpenVINO model (strings in, token ids out; needs openvino-tokenizers).
-- `runtime_config.json`: CPU properties (`benchmark_app -load_config runtime_config.json`).
-- `selftest.json`: stored inputs and outputs that `verify` checks.
-- `manifest.json`: name, task, labels, source recipe, library versions, figures from the run, and the
-  sha256 and size of every file.
-
-Sparse weight decompression (`{SPARSE_RATE}` in the runtime config) runs only on CPUs with AMX
-(4th-generation Xeon and newer); `verify` reports whether this CPU executed sparse kernels.
-"""

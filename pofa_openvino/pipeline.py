@@ -189,15 +189,20 @@ def _follow(world: World) -> RunResult:
     return RunResult(run_dir=run_dir, report={}, manifest={}, ran=ran, reused=[], rank=world.rank)
 
 
-def benchmark_run(run_dir: Path, settings: Any) -> dict[str, Any]:
+def benchmark_run(run_dir: Path, settings: Any, texts: list[str] | None = None) -> dict[str, Any]:
     """The ``bench`` command on a finished run: measured like the recipe's benchmark stage and recorded
-    in the manifest as that stage (with no fingerprint, so a recipe's own benchmark stage reruns)."""
+    in the manifest as that stage (with no fingerprint, so a recipe's own benchmark stage reruns). Real
+    text: ``texts``, else the recipe's ``benchmark.texts`` (its evaluation split by default)."""
     from .bench import benchmark_run_dir
+    from .data import load_task_data
+    from .stages import benchmark_texts
 
     manifest, spec, done = _finished_run(run_dir)
     checkpoint = run_dir / done["train"]["model_dir"] if "train" in done else Path(done["load"]["model_path"])
+    if texts is None and spec.benchmark is not None and spec.benchmark.texts is not None:
+        texts = benchmark_texts(spec.benchmark.texts, load_task_data(spec.task, spec.data))
     began, started = time.perf_counter(), _now()
-    result = benchmark_run_dir(run_dir, checkpoint, spec.task, settings)
+    result = benchmark_run_dir(run_dir, checkpoint, spec.task, settings, texts)
     return _record(run_dir, manifest, spec, "benchmark", started, began, {"benchmark": result})
 
 

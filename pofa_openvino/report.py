@@ -7,76 +7,136 @@ from typing import Any
 from .bench import BUSY
 
 
+def merged(report: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
+    """``report`` with a stage's sections added as report.json will hold them (a mapping updates the
+    section of the same name, anything else replaces it)."""
+    out = dict(report)
+    for key, value in sections.items():
+        before = out.get(key)
+        out[key] = {**before, **value} if isinstance(before, dict) and isinstance(value, dict) else value
+    return out
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """The headline figures, shared by report.md and the CLI's closing table."""
-    rows: list[tuple[str, str]] = []
+    """The headline figures, shared by report.md, the CLI's closing table and the model card."""
+    return [row for part in SUMMARY for row in part(report)]
+
+
+def model_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     model = report.get("model")
-    if model:
-        rows.append(("model", f"{model['name_or_path']} ({model['architecture']}, "
-                              f"{model['parameters'] / 1e6:.1f}M parameters)"))
-    rows += _gap_rows(report)
+    if not model:
+        return []
+    return [("model", f"{model['name_or_path']} ({model['architecture']}, "
+                      f"{model['parameters'] / 1e6:.1f}M parameters)")]
+
+
+def pretrain_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     pretrain = report.get("pretrain")
-    if pretrain:
-        checkpoint, training = pretrain["checkpoint"], pretrain["training"]
-        rows.append(("prune once", f"{checkpoint['pruning_type']} {checkpoint['pattern']} to "
-                                   f"{100 * checkpoint['sparsity']:.2f}% (lowest layer "
-                                   f"{100 * checkpoint['min_layer_sparsity']:.2f}%), {training['steps']} steps on "
-                                   f"{pretrain['texts']} texts, {training['seconds']:.0f} s"))
-        rows.append(("prune-once loss", f"{pretrain['loss']}; held-out {pretrain['held_out_loss_before']:.4g} "
-                                        f"(dense) -> {training['history'][-1]['held_out_loss']:.4g}"))
+    if not pretrain:
+        return []
+    checkpoint, training = pretrain["checkpoint"], pretrain["training"]
+    return [("prune once", f"{checkpoint['pruning_type']} {checkpoint['pattern']} to "
+                           f"{100 * checkpoint['sparsity']:.2f}% (lowest layer "
+                           f"{100 * checkpoint['min_layer_sparsity']:.2f}%), {training['steps']} steps on "
+                           f"{pretrain['texts']} texts, {training['seconds']:.0f} s"),
+            ("prune-once loss", f"{pretrain['loss']}; held-out {pretrain['held_out_loss_before']:.4g} "
+                                f"(dense) -> {training['history'][-1]['held_out_loss']:.4g}")]
+
+
+def sparsity_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """Zeros counted from the saved tensors (and what the model arrived with)."""
     sparsity = report.get("sparsity")
-    if sparsity:
-        loaded = f" (loaded: {100 * sparsity['loaded_overall']:.2f}%)" if "loaded_overall" in sparsity else ""
-        rows.append(("sparsity (prunable Linear layers)", f"{100 * sparsity['overall']:.2f}%{loaded}"))
+    if not sparsity:
+        return []
+    loaded = f" (loaded: {100 * sparsity['loaded_overall']:.2f}%)" if "loaded_overall" in sparsity else ""
+    return [("sparsity (prunable Linear layers)", f"{100 * sparsity['overall']:.2f}%{loaded}")]
+
+
+def structure_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     structure = report.get("structure")
-    if structure:
-        layers = structure["layers"]
-        rows.append(("structure kept (heads / FFN neurons per layer)",
-                     ", ".join(f"{layer['heads']}/{layer['intermediate_size']}" for layer in layers)))
-        rows.append((f"encoder GFLOPs at {structure['sequence_length']} tokens",
-                     f"{structure['flops_before'] / 1e9:.2f} -> {structure['flops_after'] / 1e9:.2f} "
-                     f"({structure['flops_ratio']:.2f}x fewer); {structure['parameters_before'] / 1e6:.1f}M -> "
-                     f"{structure['parameters_after'] / 1e6:.1f}M parameters; slimmed vs masked logits max |diff| "
-                     f"{structure['max_abs_logit_diff']:.1e}"))
+    if not structure:
+        return []
+    layers = structure["layers"]
+    return [("structure kept (heads / FFN neurons per layer)",
+             ", ".join(f"{layer['heads']}/{layer['intermediate_size']}" for layer in layers)),
+            (f"encoder GFLOPs at {structure['sequence_length']} tokens",
+             f"{structure['flops_before'] / 1e9:.2f} -> {structure['flops_after'] / 1e9:.2f} "
+             f"({structure['flops_ratio']:.2f}x fewer); {structure['parameters_before'] / 1e6:.1f}M -> "
+             f"{structure['parameters_after'] / 1e6:.1f}M parameters; slimmed vs masked logits max |diff| "
+             f"{structure['max_abs_logit_diff']:.1e}")]
+
+
+def training_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     training = report.get("training")
-    if training:
-        rows.append(("fine-tuning", f"{training['steps']} steps, {training['epochs']} epochs, "
-                                    f"final loss {training['final_loss']:.4f}, {training['seconds']:.0f} s"))
+    if not training:
+        return []
+    return [("fine-tuning", f"{training['steps']} steps, {training['epochs']} epochs, "
+                            f"final loss {training['final_loss']:.4f}, {training['seconds']:.0f} s")]
+
+
+def accuracy_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The task metric of every model the run measured, INT8 against FP32, and the published figures."""
     accuracy = report.get("accuracy")
-    if accuracy:
-        where = f"{accuracy['split']} ({accuracy['eval_samples']} examples)"
-        for key, label in RUNNERS.items():
-            if key in accuracy:
-                rows.append((f"{where}, {label}", ", ".join(f"{k} {v:.4f}" for k, v in accuracy[key].items())))
-        if "delta" in accuracy:
-            rows.append(("INT8 vs torch FP32", ", ".join(f"{k} {v:+.4f}" for k, v in accuracy["delta"].items())))
-        if (model or {}).get("published"):
-            rows.append(("published (model card) / measured", _versus_published(model["published"], accuracy)))
-    quantization = report.get("quantization")
-    if quantization:
-        rows.append(("quantization", f"{quantization['approach']}: {quantization['layers_int8']} INT8 Linear layers, "
-                                     f"{quantization['zeros_revived']} zeros revived, float: "
-                                     f"{', '.join(quantization['layers_float']) or 'none'}"))
-    parity = report.get("parity")
-    if parity:
-        rows.append(("OpenVINO FP32 vs torch logits", f"max |diff| {parity['max_abs_logit_diff']:.1e} on "
-                                                      f"{parity['samples']} samples"))
-    runtime = report.get("runtime")
-    if runtime:
-        rate = runtime["sparse_rate"] if runtime["sparse_rate"] is not None else "off"
-        rows.append(("CPU", f"{runtime['cpu']} (AMX: {'yes' if runtime['amx'] else 'no'})"))
-        rows.append(("sparse weight decompression", f"rate {rate}, {runtime['sparse_layers_eligible']} layers "
-                                                    f"eligible, {runtime['sparse_layers_active']} ran sparse kernels"))
-        rows.append(("runtime note", runtime["note"]))
-    bench = report.get("benchmark")
-    if bench:
-        at = str(bench["settings"]["throughput_sequence_length"])
-        speedups = bench["ratios"].get("vs_torch_fp32", {})
-        rows.append((f"median latency, {at} tokens, batch {bench['settings']['batch_size']}", "; ".join(
-            f"{figures['label']} {figures['latency_ms'][at]['median_ms']:.2f} ms"
-            + (f" ({speedups[name]['latency_speedup'][at]:.2f}x)" if name in speedups else "")
-            for name, figures in bench["variants"].items() if at in figures["latency_ms"])))
+    if not accuracy or "split" not in accuracy:
+        return []
+    rows = []
+    where = f"{accuracy['split']} ({accuracy['eval_samples']} examples)"
+    for key, label in RUNNERS.items():
+        if key in accuracy:
+            rows.append((f"{where}, {label}", ", ".join(f"{k} {v:.4f}" for k, v in accuracy[key].items())))
+    if "delta" in accuracy:
+        rows.append(("INT8 vs torch FP32", ", ".join(f"{k} {v:+.4f}" for k, v in accuracy["delta"].items())))
+    model = report.get("model") or {}
+    if model.get("published"):
+        rows.append(("published (model card) / measured", _versus_published(model["published"], accuracy)))
     return rows
+
+
+def quantization_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    quantization = report.get("quantization")
+    if not quantization:
+        return []
+    return [("quantization", f"{quantization['approach']}: {quantization['layers_int8']} INT8 Linear layers, "
+                             f"{quantization['zeros_revived']} zeros revived, float: "
+                             f"{', '.join(quantization['layers_float']) or 'none'}")]
+
+
+def parity_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    parity = report.get("parity")
+    if not parity:
+        return []
+    return [("OpenVINO FP32 vs torch logits", f"max |diff| {parity['max_abs_logit_diff']:.1e} on "
+                                              f"{parity['samples']} samples")]
+
+
+def runtime_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The CPU the run measured on, the sparse rate, and whether its kernels ran (executed kernel types)."""
+    runtime = report.get("runtime")
+    if not runtime:
+        return []
+    rate = runtime["sparse_rate"] if runtime["sparse_rate"] is not None else "off"
+    return [("CPU", f"{runtime['cpu']} (AMX: {'yes' if runtime['amx'] else 'no'})"),
+            ("sparse weight decompression", f"rate {rate}, {runtime['sparse_layers_eligible']} layers "
+                                            f"eligible, {runtime['sparse_layers_active']} ran sparse kernels"),
+            ("runtime note", runtime["note"])]
+
+
+def speed_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """Median latency of every variant at the throughput length, and its speedup over PyTorch FP32."""
+    bench = report.get("benchmark")
+    if not bench:
+        return []
+    at = str(bench["settings"]["throughput_sequence_length"])
+    speedups = bench["ratios"].get("vs_torch_fp32", {})
+    return [(f"median latency, {at} tokens, batch {bench['settings']['batch_size']}", "; ".join(
+        f"{figures['label']} {figures['latency_ms'][at]['median_ms']:.2f} ms"
+        + (f" ({speedups[name]['latency_speedup'][at]:.2f}x)" if name in speedups else "")
+        for name, figures in bench["variants"].items() if at in figures["latency_ms"]))]
+
+
+def table(rows: list[tuple[str, str]]) -> list[str]:
+    """Two-column Markdown rows (no header names: the first column names each figure)."""
+    return ["| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)] if rows else []
 
 
 RUNNERS = {"torch_fp32": "torch FP32", "openvino_fp32": "OpenVINO FP32", "openvino_int8": "OpenVINO INT8",
@@ -86,9 +146,7 @@ RUNNERS = {"torch_fp32": "torch FP32", "openvino_fp32": "OpenVINO FP32", "openvi
 def markdown(report: dict[str, Any]) -> str:
     title = f"Run report: {report['recipe']['name']}" if "recipe" in report else f"Benchmark: {report['target']}"
     lines = [f"# {title}", ""]
-    rows = summary_rows(report)
-    if rows:
-        lines += ["| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
+    lines += table(summary_rows(report))
     timings = report.get("timings") or {}
     if timings:
         lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
@@ -102,21 +160,22 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {i} | {', '.join(map(str, layer['kept_heads']))} | {layer['heads']} | "
                   f"{layer['intermediate_size']} | {layer['neurons_alive']} |"
                   for i, layer in enumerate(structure["layers"])]
-    sparsity = report.get("sparsity")
-    if sparsity:
-        lines += ["", "## Per-layer sparsity (Linear weights)", "",
-                  "| layer | shape | zeros | prunable | INT8 zeros | sparse-kernel shape |",
-                  "|---|---|---:|---|---:|---|"]
-        lines += [f"| {layer['name']} | {'x'.join(map(str, layer['shape']))} | "
-                  f"{100 * layer['zero_fraction']:.2f}% | {_yes(layer['prunable'])} | "
-                  f"{_percent(layer.get('int8_zero_fraction'))} | {_yes(layer.get('eligible_for_sparse'))} |"
-                  for layer in sparsity["layers"]]
+    if report.get("sparsity"):
+        lines += ["", "## Per-layer sparsity (Linear weights)", "", *layer_sparsity(report["sparsity"])]
     if report.get("benchmark"):
         lines += ["", *benchmark_markdown(report["benchmark"])]
     return "\n".join(lines) + "\n"
 
 
-def _gap_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+def layer_sparsity(sparsity: dict[str, Any]) -> list[str]:
+    """Zeros per Linear weight (float, then INT8) and whether its shape suits the sparse kernel."""
+    return ["| layer | shape | zeros | prunable | INT8 zeros | sparse-kernel shape |", "|---|---|---:|---|---:|---|",
+            *(f"| {layer['name']} | {'x'.join(map(str, layer['shape']))} | {100 * layer['zero_fraction']:.2f}% | "
+              f"{_yes(layer['prunable'])} | {_percent(layer.get('int8_zero_fraction'))} | "
+              f"{_yes(layer.get('eligible_for_sparse'))} |" for layer in sparsity["layers"])]
+
+
+def gap_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """The headline of a pruning run: the dense reference measured in the same run, and the gap to it."""
     accuracy = report.get("accuracy") or {}
     reference, gap = accuracy.get("dense_reference"), accuracy.get("gap")
@@ -133,6 +192,10 @@ def _gap_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"gap to dense ({RUNNERS.get(gap['measured'], gap['measured'])})",
                      f"{gap['points'][metric]:.2f} points of {metric} ({verdict} {gap['max_gap_points']:.1f})"))
     return rows
+
+
+SUMMARY = (model_rows, gap_rows, pretrain_rows, sparsity_rows, structure_rows, training_rows, accuracy_rows,
+           quantization_rows, parity_rows, runtime_rows, speed_rows)
 
 
 def benchmark_markdown(bench: dict[str, Any]) -> list[str]:

@@ -375,6 +375,7 @@ def quantize(ctx: StageContext) -> StageOutput:
 
     from .errors import StageError
     from .evaluate import openvino_predictor, score
+    from .model_card import write_ir_card
     from .modeling import load_model, load_tokenizer
     from .prune import linear_weights, sparsity_report
     from .quantize import calibration_batches, quantize_ir, zero_preservation
@@ -435,6 +436,7 @@ def quantize(ctx: StageContext) -> StageOutput:
                                "layers_float": sorted(set(float_weights) - set(int8)),
                                "accuracy_criterion": section.accuracy_criterion.model_dump()
                                if section.accuracy_criterion else None}}
+    write_ir_card(ctx.run_dir / "openvino", ctx.report, report, recipe)
     return StageOutput(outputs={"ir_dir": "openvino", "sparse_rate": rate}, report=report)
 
 
@@ -444,8 +446,25 @@ def benchmark(ctx: StageContext) -> StageOutput:
     from .bench import benchmark_run_dir, settings_from
 
     recipe = ctx.recipe
-    result = benchmark_run_dir(ctx.run_dir, Path(ctx.model_dir()), recipe.task, settings_from(recipe.benchmark))
+    result = benchmark_run_dir(ctx.run_dir, Path(ctx.model_dir()), recipe.task, settings_from(recipe.benchmark),
+                               benchmark_texts(recipe.benchmark.texts, ctx.data))
     return StageOutput(report={"benchmark": result})
+
+
+def benchmark_texts(source: str | None, data: Any) -> list[str] | None:
+    """The real texts a benchmark measures: the evaluation split's (single-text classification), a
+    file's, or none. Pairs and questions with contexts are measured at fixed lengths only."""
+    from .data.text import read_texts
+
+    if source is None:
+        return None
+    if source != "evaluation":
+        return read_texts(Path(source).expanduser(), "text")
+    examples = next(iter(data.eval.values()))
+    if not examples or not hasattr(examples[0], "texts") or len(examples[0].texts) != 1:
+        log.info("real-text figures: single-text classification only; this task is measured at fixed lengths")
+        return None
+    return [example.texts[0] for example in examples]
 
 
 def package(ctx: StageContext) -> StageOutput:

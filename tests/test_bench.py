@@ -64,6 +64,20 @@ def _check_figures(bench: dict, lengths: list[int]) -> None:
         assert figures["peak_rss_mb"] is not None and figures["process_peak_rss_mb"] >= figures["peak_rss_mb"]
 
 
+def _check_real_text(bench: dict, texts: int) -> None:
+    """The evaluation texts, each at its own length: figures from at least one pass over all of them,
+    padding only in the sorted batches, async only where the engine has async requests."""
+    tokens = bench["real_text"]["tokens"]
+    assert bench["real_text"]["texts"] == texts and 1 < tokens["median"] <= tokens["p99"] <= tokens["max"] <= 16
+    at = str(bench["settings"]["throughput_sequence_length"])
+    for name, figures in bench["variants"].items():
+        real = figures["real_text"]
+        assert real["batch1"]["runs"] >= texts and 0 < real["batch1"]["median_ms"] <= real["batch1"]["p99_ms"]
+        assert math.isclose(real["padded_batch1"]["sentences_per_s"], 1e3 / figures["latency_ms"][at]["median_ms"])
+        assert real["sorted_batches"]["sentences_per_s"] > 0 and 0 <= real["sorted_batches"]["padding_share"] < 0.5
+        assert ("async" in real) == (figures["engine"] == "openvino"), name
+
+
 def test_benchmark_stage_measures_every_variant_of_the_run(benchmarked):
     report, run_dir = benchmarked.report, benchmarked.run_dir
     assert benchmarked.ran[-3:] == ["export", "quantize", "benchmark"]
@@ -81,10 +95,12 @@ def test_benchmark_stage_measures_every_variant_of_the_run(benchmarked):
     assert sparse["sparse_layers_active"] == 0 if not sparse["amx"] else sparse["sparse_layers_active"] > 0
     assert dense["sparse_layers_active"] == 0
 
+    _check_real_text(bench, texts=64)
     for chart in bench["charts"].values():
         assert (run_dir / chart).read_bytes()[:8] == PNG
     markdown = (run_dir / "report.md").read_text()
     assert "## Benchmark" in markdown and "![latency](benchmark/latency.png)" in markdown
+    assert "Real text: 64 texts, each tokenized alone" in markdown
     assert f"{variants['openvino_int8']['latency_ms']['16']['median_ms']:.2f} / " in markdown
     assert json.loads((run_dir / "report.json").read_text())["benchmark"] == bench
 

