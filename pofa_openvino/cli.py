@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, help="batch size (default: 1)")
     bench.add_argument("--duration", dest="duration_s", type=float, help="seconds per measurement (default: 10)")
     bench.add_argument("--threads", type=int, help="CPU threads for every engine (default: all available cores)")
+    bench.add_argument("--texts", metavar="FILE",
+                       help="also measure real text: a .txt (a text per line), or .csv/.tsv/.jsonl with a `text` "
+                            "column (default for a run: its recipe's benchmark.texts, the evaluation split)")
 
     package = verbs.add_parser("package", help="build a verified edge bundle from a finished run")
     package.add_argument("run_dir", help="a run directory whose quantize stage finished (with --format ovms, "
@@ -197,6 +200,7 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
     from rich.table import Table
 
     from .bench import bench_target, settings_from
+    from .data.text import read_texts
     from .errors import PofaError
     from .recipe import BenchmarkSection
 
@@ -206,7 +210,8 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
     except ValidationError as exc:
         problem = exc.errors()[0]
         raise PofaError(f"{BENCH_OPTIONS[problem['loc'][0]]}: {problem['msg']}") from None
-    report, out = bench_target(args.target, settings_from(section), args.output, args.force)
+    texts = read_texts(Path(args.texts).expanduser(), "text") if args.texts else None
+    report, out = bench_target(args.target, settings_from(section), args.output, args.force, texts)
     bench = report["benchmark"]
     if args.json:
         return {"ok": True, "target": str(Path(args.target).resolve()), "report": str(out / "report.json"),
@@ -228,8 +233,31 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
                       *(f"{s:.2f}x" if s is not None else "-" for s in speedups))
     console = _console()
     console.print(table)
+    if "real_text" in bench:
+        console.print(_real_text_table(bench))
     console.print(f"speedups: median latency at {at} tokens. Full figures, ratios and charts: {out / 'report.md'}")
     return 0
+
+
+def _real_text_table(bench: dict) -> Any:
+    """Sentences/s on real text beside batch 1 padded to the throughput length."""
+    from rich.table import Table
+
+    tokens = bench["real_text"]["tokens"]
+    table = Table(title=f"real text: {bench['real_text']['texts']} texts, median {tokens['median']:.0f} tokens, "
+                        f"p99 {tokens['p99']:.0f}")
+    padded = bench["settings"]["throughput_sequence_length"]
+    for column in ("variant", f"padded to {padded}, batch 1", "real length, batch 1", "p50 / p99 ms",
+                   "sorted batches of 32", "async batches"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for figures in bench["variants"].values():
+        real = figures["real_text"]
+        table.add_row(figures["label"], f"{real['padded_batch1']['sentences_per_s']:.0f}/s",
+                      f"{real['batch1']['sentences_per_s']:.0f}/s",
+                      f"{real['batch1']['median_ms']:.2f} / {real['batch1']['p99_ms']:.2f}",
+                      f"{real['sorted_batches']['sentences_per_s']:.0f}/s",
+                      f"{real['async']['sentences_per_s']:.0f}/s" if "async" in real else "-")
+    return table
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
