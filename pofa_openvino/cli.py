@@ -201,7 +201,7 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
 
     from .bench import bench_target, settings_from
     from .data.text import read_texts
-    from .errors import PofaError
+    from .errors import UsageError
     from .recipe import BenchmarkSection
 
     options = {key: getattr(args, key) for key in BENCH_OPTIONS}
@@ -209,7 +209,7 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
         section = BenchmarkSection(**{k: v for k, v in options.items() if v is not None})
     except ValidationError as exc:
         problem = exc.errors()[0]
-        raise PofaError(f"{BENCH_OPTIONS[problem['loc'][0]]}: {problem['msg']}") from None
+        raise UsageError(f"{BENCH_OPTIONS[problem['loc'][0]]}: {problem['msg']}") from None
     texts = read_texts(Path(args.texts).expanduser(), "text") if args.texts else None
     report, out = bench_target(args.target, settings_from(section), args.output, args.force, texts)
     bench = report["benchmark"]
@@ -309,7 +309,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         except UnicodeEncodeError:
             raise UsageError(f"text {number} is not valid UTF-8; pass texts as UTF-8") from None
     if args.pairs is not None and len(args.pairs) != len(args.texts):
-        raise PofaError(f"--pair given {len(args.pairs)} times for {len(args.texts)} texts: give one per text")
+        raise UsageError(f"--pair given {len(args.pairs)} times for {len(args.texts)} texts: give one per text")
     for text, result in zip(args.texts, Bundle(args.bundle).predict(args.texts, args.pairs), strict=True):
         try:
             line = json.dumps({"text": text, **result}, allow_nan=False)

@@ -139,9 +139,9 @@ def test_bench_command_on_an_ir_directory_and_a_checkpoint(benchmarked, tiny_ber
 def test_bench_command_refuses_bad_targets_and_options(tmp_path, capsys):
     assert main(["bench", str(tmp_path)]) == 1
     assert "not a run directory" in capsys.readouterr().err
-    assert main(["bench", str(tmp_path), "--duration", "0"]) == 1
+    assert main(["bench", str(tmp_path), "--duration", "0"]) == 2  # a bad option is bad input
     assert "--duration" in capsys.readouterr().err
-    assert main(["bench", str(tmp_path), "--seq-len", "0"]) == 1
+    assert main(["bench", str(tmp_path), "--seq-len", "0"]) == 2
     assert "--seq-len" in capsys.readouterr().err
 
 

@@ -296,6 +296,8 @@ def test_predict_runs_many_texts_in_bounded_batches_and_refuses_bad_bytes(packag
     assert len(many) == len(texts) and many[:len(TEXTS)] == bundle.predict(TEXTS)
     assert main(["predict", str(packaged.run_dir / "package"), "fine", "caf\udce9"]) == 2
     assert "text 2 is not valid UTF-8" in capsys.readouterr().err
+    assert main(["predict", str(packaged.run_dir / "package"), "one", "two", "--pair", "a"]) == 2
+    assert "--pair given 1 times for 2 texts" in capsys.readouterr().err
 
 
 def test_a_closed_pipe_ends_quietly(packaged):
