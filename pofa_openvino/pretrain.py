@@ -18,6 +18,7 @@ from typing import Any
 from .distributed import SOLO, World, to_device
 from .errors import DataError, RecipeError
 from .recipe import PretrainSection
+from .train import hidden_state_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,13 @@ def check_teacher(kind: str, student: str, teacher: str, section: PretrainSectio
     if kind == "mlm" and not has_masked_lm_head(theirs):
         raise RecipeError(f"{teacher} has no masked-LM head: its logits would come from a random layer; use a "
                           "teacher saved with its masked-LM head", key="pretrain.teacher")
-    names = ["vocab_size"] if kind == "mlm" else ["hidden_size"]
-    names += ["num_hidden_layers"] if kind == "hidden_states" and section.hidden_layers == "all" else []
-    for name in names:
-        if getattr(ours, name, None) != getattr(theirs, name, None):
-            raise RecipeError(f"{teacher} has {name} {getattr(theirs, name, None)}, the model "
-                              f"{getattr(ours, name, None)}: the {kind} loss compares them one to one",
-                              key="pretrain.teacher")
+    if kind == "hidden_states":
+        problem = hidden_state_mismatch(ours, theirs, section.hidden_layers)
+        if problem:
+            raise RecipeError(f"{teacher}: {problem}", key="pretrain.teacher")
+    elif ours.vocab_size != theirs.vocab_size:
+        raise RecipeError(f"{teacher} has vocab_size {theirs.vocab_size}, the model {ours.vocab_size}: the mlm loss "
+                          "compares them one to one", key="pretrain.teacher")
 
 
 @dataclass
@@ -141,17 +142,13 @@ class HiddenStateDistillation(_TextDistillation):
         return f"hidden-state distillation: MSE on {which} hidden states"
 
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
-        from .train import frozen_outputs
+        from .train import frozen_outputs, hidden_state_mse
 
         every = self.section.hidden_layers == "all"
         student = model(**batch, output_hidden_states=every)
         teacher = frozen_outputs(self.teacher, {**batch, "output_hidden_states": every})
-        pairs = (zip(student.hidden_states, teacher.hidden_states, strict=True) if every
-                 else [(student.last_hidden_state, teacher.last_hidden_state)])
-        mask = batch["attention_mask"].unsqueeze(-1).to(student.last_hidden_state.dtype)
-        width = student.last_hidden_state.shape[-1]
-        losses = [(((s - t.clone()) ** 2) * mask).sum() / (mask.sum() * width) for s, t in pairs]
-        return sum(losses) / len(losses)
+        pairs = [(o.hidden_states if every else [o.last_hidden_state]) for o in (student, teacher)]
+        return hidden_state_mse(*pairs, batch["attention_mask"])
 
 
 OBJECTIVES = {"mlm": MaskedLMDistillation, "hidden_states": HiddenStateDistillation}

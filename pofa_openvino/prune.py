@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -101,6 +102,27 @@ def section_from_inc(config: Any) -> Any:
     return PruningSection.model_validate({**settings, "pruning_configs": list(config.pruning_configs or [])})
 
 
+FRONT_LOADED_CUBIC = "zhu_gupta"
+
+
+@functools.cache
+def _front_loaded_cubic() -> type:
+    """INC's iterative scheduler with the Zhu-Gupta cubic s_i + (s_f - s_i) * (1 - (1 - t)^3) (Zhu & Gupta
+    2017, as PruneOFA and oBERT prune): INC 3.7.1 has only exp, cos, cube (s_f * t^3) and linear, in one
+    ``if`` chain, and its ``get_scheduler`` picks a scheduler by start and end step alone, so a pruner
+    asking for ``zhu_gupta`` gets this subclass in place of its own (same steps, same cap per op)."""
+    schedulers = _import_inc("neural_compressor.compression.pruner.schedulers")
+
+    class ZhuGuptaScheduler(schedulers.IterativeScheduler):
+        def update_sparsity_ratio(self, target_ratio: float, current_prune_step: int, total_prune_steps: int,
+                                  masks: Any = None, init_sparsity_ratio: float = 0.0) -> float:
+            final = min(self.config.max_sparsity_ratio_per_op, target_ratio)
+            done = float(current_prune_step) / total_prune_steps
+            return min(target_ratio, init_sparsity_ratio + (final - init_sparsity_ratio) * (1.0 - (1.0 - done) ** 3))
+
+    return ZhuGuptaScheduler
+
+
 class PruningHooks:
     """INC pruning callbacks, called once per *optimizer* step (not per micro-batch), so schedules
     mean the same thing with gradient accumulation."""
@@ -116,6 +138,16 @@ class PruningHooks:
         else:
             self.callbacks = prepare_compression(model, config).callbacks
         self.pruners = [p for c in self.callbacks.callbacks_list for p in getattr(c, "pruners", [])]
+        iterative = _import_inc("neural_compressor.compression.pruner.schedulers").IterativeScheduler
+        for pruner in self.pruners:
+            if pruner.config.get("sparsity_decay_type") == FRONT_LOADED_CUBIC and \
+                    isinstance(pruner.scheduler, iterative):
+                pruner.scheduler = _front_loaded_cubic()(pruner.config)
+
+    @property
+    def end_step(self) -> int:
+        """The last step any pruner prunes at (what ``linear_after_pruning`` holds the learning rate until)."""
+        return max((pruner.end_step for pruner in self.pruners), default=0)
 
     def warn_unreached(self, steps: int) -> None:
         """A schedule that ends after the last step never reaches its target (say, epochs shared by
@@ -125,6 +157,15 @@ class PruningHooks:
                 log.warning("pruning ends at step %d but training has %d steps: the target sparsity %.0f%% will "
                             "not be reached; lower end_step", pruner.end_step, steps,
                             100 * pruner.target_sparsity_ratio)
+
+    def warn_back_loaded(self, steps: int) -> None:
+        """A back-loaded shape (``cube``, ``cos``) that leaves little training after it (BACK_LOADED_RECOVERY)."""
+        from .recipe import back_loaded_warning
+
+        said = {back_loaded_warning(p.config.get("sparsity_decay_type"), p.config.get("pruning_type"), p.start_step,
+                                    p.end_step, steps) for p in self.pruners}
+        for message in sorted(filter(None, said)):
+            log.warning("pruning: %s", message)
 
     def train_begin(self) -> None:
         self.callbacks.on_train_begin()

@@ -111,6 +111,26 @@ class DataSection(Section):
         return self
 
 
+# INC's shapes of the sparsity between start_step and end_step (t = share of the window done, s_f the target):
+# exp 1-(1-s_f)^t, cos s_f*(1-cos(t*pi/2)), cube s_f*t^3, linear s_f*t; and ours, zhu_gupta s_f*(1-(1-t)^3),
+# the front-loaded cubic of Zhu & Gupta 2017 that PruneOFA and oBERT prune with (prune.py gives it to INC).
+DecayType = Literal["exp", "cos", "cube", "linear", "zhu_gupta"]
+BACK_LOADED = ("cube", "cos")  # most weights go in the last part of the window (cube: half the target at t=0.79)
+BACK_LOADED_RECOVERY = 0.5  # warn when a back-loaded shape leaves fewer steps than this share of the run after it
+
+
+def back_loaded_warning(decay: str, pruning_type: str, start_step: int, end_step: int, steps: int) -> str | None:
+    """Why a back-loaded schedule (``cube``, ``cos``) is nearly one-shot in a run of ``steps`` optimizer
+    steps: fewer than ``BACK_LOADED_RECOVERY`` of them train after ``end_step``. None when it is not."""
+    if decay not in BACK_LOADED or pruning_type == "pattern_lock" or end_step <= start_step:
+        return None
+    if steps - end_step >= BACK_LOADED_RECOVERY * steps:
+        return None
+    return (f"{decay} is back-loaded (it removes most weights just before end_step {end_step}) "
+            f"and leaves {max(0, steps - end_step)} of {steps} steps to recover, under "
+            f"{BACK_LOADED_RECOVERY:.0%}: use zhu_gupta or exp (front-loaded), or an earlier end_step")
+
+
 class PrunerGroup(Section):
     """One entry of INC's ``pruning_configs``: settings for the layers it names."""
 
@@ -125,7 +145,7 @@ class PrunerGroup(Section):
     pruning_frequency: int | None = Field(default=None, ge=1)
     min_sparsity_ratio_per_op: float | None = Field(default=None, ge=0.0, le=1.0)
     max_sparsity_ratio_per_op: float | None = Field(default=None, ge=0.0, le=1.0)
-    sparsity_decay_type: Literal["exp", "cos", "cube", "linear"] | None = None
+    sparsity_decay_type: DecayType | None = None
 
     @field_validator("pattern")
     @classmethod
@@ -164,7 +184,7 @@ class PruningSection(PrunerGroup):
     pruning_frequency: int = Field(default=1, ge=1)
     min_sparsity_ratio_per_op: float = Field(default=0.0, ge=0.0, le=1.0)
     max_sparsity_ratio_per_op: float = Field(default=0.98, ge=0.0, le=1.0)
-    sparsity_decay_type: Literal["exp", "cos", "cube", "linear"] = "exp"
+    sparsity_decay_type: DecayType = "exp"
     excluded_op_names: list[str] = Field(
         default_factory=lambda: ["classifier", "qa_outputs", "pre_classifier", "pooler"])
     pruning_op_types: list[Literal["Linear", "Conv"]] = Field(default_factory=lambda: ["Linear"])
@@ -185,6 +205,19 @@ class PruningSection(PrunerGroup):
         """Whether pruning removes whole heads or FFN neurons, so the trained model is slimmed."""
         patterns = [group.pattern for group in self.pruning_configs] or [self.pattern]
         return bool(self.structured_keys()) or any(p in STRUCTURED_PATTERNS for p in patterns)
+
+    def groups(self) -> list[tuple[str, PrunerGroup]]:
+        """Each group's key prefix and its settings, the section's own values filling what a group leaves out."""
+        if not self.pruning_configs:
+            return [("", self)]
+        return [(f"pruning_configs[{i}].", self.model_copy(update=group.model_dump(exclude_none=True)))
+                for i, group in enumerate(self.pruning_configs)]
+
+    def back_loaded(self, steps: int) -> list[tuple[str, str]]:
+        """:func:`back_loaded_warning` for each group (its key, the message), in a run of ``steps`` steps."""
+        found = ((key, back_loaded_warning(g.sparsity_decay_type, g.pruning_type, g.start_step, g.end_step, steps))
+                 for key, g in self.groups())
+        return [(f"{key}sparsity_decay_type", message) for key, message in found if message]
 
     @model_validator(mode="after")
     def _steps(self) -> PruningSection:
@@ -209,12 +242,22 @@ def _step_key(where: tuple[str | int, ...], group: PrunerGroup, section: PrunerG
     return ("end_step",)
 
 
+# Hugging Face's names (SchedulerType) and ours: linear_after_pruning holds the peak until pruning ends.
+LR_SCHEDULES = ("linear", "constant", "constant_with_warmup", "cosine", "linear_after_pruning")
+HOLDS_WHILE_PRUNING = "linear_after_pruning"
+
+
 class TrainingSection(Section):
     """Training loop settings, named as Hugging Face ``TrainingArguments`` names them. Under ``torchrun``
     or ``accelerate launch`` each process takes ``per_device_train_batch_size`` examples per micro-batch.
     ``device: auto`` trains on this rank's GPU when CUDA is available; ``mixed_precision: auto`` is bf16
     on GPUs that support it and off on the CPU. A resumable checkpoint is written after every epoch and,
-    with ``save_steps``, every that many optimizer steps (long pre-training runs have long epochs)."""
+    with ``save_steps``, every that many optimizer steps (long pre-training runs have long epochs).
+
+    The learning rate follows ``lr_scheduler_type`` (Hugging Face's schedules, from transformers'
+    ``get_scheduler``) after a linear warmup of ``warmup_steps``, or else ``warmup_ratio`` of the steps
+    (rounded down; Hugging Face rounds up). ``linear_after_pruning`` is ours (PruneOFA's): warmup, the
+    peak rate held until the last pruning ``end_step``, then linear decay to zero."""
 
     num_train_epochs: float = Field(default=3.0, gt=0.0)
     max_steps: int = Field(default=-1, ge=-1)
@@ -224,6 +267,11 @@ class TrainingSection(Section):
     learning_rate: float = Field(default=5e-5, gt=0.0)
     weight_decay: float = Field(default=0.01, ge=0.0)
     warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    warmup_steps: int = Field(default=0, ge=0)  # > 0 overrides warmup_ratio
+    lr_scheduler_type: Literal[LR_SCHEDULES] = "linear"
+    adam_beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    adam_beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
+    adam_epsilon: float = Field(default=1e-8, gt=0.0)
     max_grad_norm: float = Field(default=1.0, gt=0.0)
     seed: int = Field(default=42, ge=0, le=2**32 - 1)  # what numpy and torch accept
     logging_steps: int = Field(default=10, ge=1)
@@ -238,12 +286,37 @@ class TrainingSection(Section):
             raise ValueError("0 steps would train nothing; use -1 (epochs decide) or a positive count")
         return value
 
+    @model_validator(mode="after")
+    def _constant_has_no_warmup(self) -> TrainingSection:
+        if self.lr_scheduler_type == "constant" and (self.warmup_steps or self.warmup_ratio):
+            raise KeyedError("constant has no warmup (as in Hugging Face): use constant_with_warmup, or remove "
+                             "warmup_steps and warmup_ratio", "lr_scheduler_type")
+        return self
+
 
 TEACHER_AUTO = "auto"
 
 
+class HiddenStates(Section):
+    """Hidden-state distillation: ``weight`` * MSE between the student's and the teacher's hidden states
+    on the real tokens, as INC's pruning examples distil. ``layers``: ``last`` (the encoder's output),
+    ``all`` (the embeddings and every layer's output), or indices into Hugging Face's ``hidden_states``
+    (0 the embeddings, i the output of layer i)."""
+
+    layers: Literal["last", "all"] | list[Annotated[int, Field(ge=0)]] = "last"
+    weight: float = Field(default=1.0, gt=0.0)
+
+    @field_validator("layers")
+    @classmethod
+    def _distinct(cls, value: str | list[int]) -> str | list[int]:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"{value} is not a list of distinct layer indices; use last, all or e.g. [4, 6]")
+        return value
+
+
 class DistillationSection(Section):
-    """Logit distillation from a dense teacher: alpha * CE + (1 - alpha) * T^2 * KL. ``teacher: auto``
+    """Logit distillation from a dense teacher: alpha * CE + (1 - alpha) * T^2 * KL (``alpha: 0`` is pure
+    KD: the labels are not used), plus ``hidden_states`` distillation when given. ``teacher: auto``
     fine-tunes the recipe's dense model on the recipe's data first (the ``teacher`` stage, into
     ``teacher/``, with ``teacher_training`` or else the ``training`` section), then starts the student
     from the teacher's weights and distils from it."""
@@ -251,7 +324,13 @@ class DistillationSection(Section):
     teacher: str
     temperature: float = Field(default=2.0, gt=0.0)
     alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    hidden_states: HiddenStates | None = None
     teacher_training: TrainingSection | None = None
+
+    @field_validator("hidden_states", mode="before")
+    @classmethod
+    def _empty_is_defaults(cls, value: Any) -> Any:
+        return {} if value is None else value  # `hidden_states:` with nothing under it: its defaults
 
     @property
     def trains_teacher(self) -> bool:
@@ -370,8 +449,15 @@ class AccuracyCriterion(Section):
     tolerable_loss: float = Field(default=0.01, ge=0.0, lt=1.0)
 
 
+# QAT's own budget where ``quantization.training`` leaves a key out: a short phase at a low rate (Intel's
+# reproduction: 3 epochs at 1e-5; one epoch here, so a run's QAT stays a fraction of its fine-tuning).
+QAT_BUDGET = {"learning_rate": 1e-5, "num_train_epochs": 1.0, "max_steps": -1, "warmup_ratio": 0.0,
+              "warmup_steps": 0, "lr_scheduler_type": "linear", "save_steps": None}
+
+
 class QuantizationSection(Section):
-    """INC ``PostTrainingQuantConfig`` / ``QuantizationAwareTrainingConfig`` vocabulary."""
+    """INC ``PostTrainingQuantConfig`` / ``QuantizationAwareTrainingConfig`` vocabulary. ``training``:
+    the budget of quantization-aware training (``approach: qat``); see :meth:`Recipe.qat_training`."""
 
     approach: Literal["static", "weight_only", "qat", "none"] = "static"
     calibration_sampling_size: int = Field(default=300, ge=1)
@@ -379,6 +465,14 @@ class QuantizationSection(Section):
     op_type_dict: dict[str, OpOverride] = Field(default_factory=dict)
     recipes: QuantRecipes = Field(default_factory=QuantRecipes)
     accuracy_criterion: AccuracyCriterion | None = None
+    training: TrainingSection | None = None
+
+    @model_validator(mode="after")
+    def _training_is_qat(self) -> QuantizationSection:
+        if self.training is not None and self.approach != "qat":
+            raise KeyedError(f"training is the budget of quantization-aware training: it needs `approach: qat` "
+                             f"(approach {self.approach} does not train)", "training")
+        return self
 
 
 class ExportSection(Section):
@@ -443,10 +537,34 @@ class Recipe(Section):
         for section in ("pruning", "distillation"):
             if getattr(self, section) is not None and self.training is None:
                 raise ValueError(f"`{section}` happens during fine-tuning: add a `training` section")
+        unpruned = {"training": "this recipe has no `pruning` section" if self.pruning is None else None,
+                    "distillation.teacher_training": "the teacher is not pruned",
+                    "quantization.training": "quantization-aware training prunes nothing (its zeros are locked)"}
+        for key, why in unpruned.items():
+            section = self._section(key)
+            if why and section is not None and section.lr_scheduler_type == HOLDS_WHILE_PRUNING:
+                raise KeyedError(f"{HOLDS_WHILE_PRUNING} holds the peak rate until pruning ends, and {why}: use "
+                                 "linear, cosine or constant", *key.split("."), "lr_scheduler_type")
         if self.data is None and (self.pretrain is None or any(getattr(self, s) is not None for s in TASK_SECTIONS)):
             raise ValueError("`data` is missing: the task stages need it (a prune-once recipe without a task "
                              "has only `model` and `pretrain`)")
         return self
+
+    def _section(self, key: str) -> Any:
+        """The section at a dotted key (``quantization.training``), or None where a part is absent."""
+        node: Any = self
+        for part in key.split("."):
+            node = getattr(node, part, None) if node is not None else None
+        return node
+
+    def qat_training(self) -> TrainingSection:
+        """What quantization-aware training runs: ``quantization.training``'s keys; the budget keys it leaves
+        out from ``QAT_BUDGET`` (one epoch at 1e-5, no warmup, linear decay); the rest (batch size,
+        accumulation, device, precision, seed, Adam, weight decay) as in ``training``."""
+        own = self.quantization.training if self.quantization is not None else None
+        base = (self.training or TrainingSection()).model_dump()
+        return TrainingSection.model_validate({**base, **QAT_BUDGET,
+                                               **(own.model_dump(exclude_unset=True) if own else {})})
 
     _source: str = PrivateAttr(default="<dict>")
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -501,9 +619,24 @@ def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None
     recipe._source = name
     recipe._lines = dict(lines)
     _resolve_paths(recipe, base_dir, lines, origins)
+    for key, message in _schedule_warnings(recipe):
+        source, line = _where(key, name, lines, origins)
+        log.warning("%s%s: %s: %s", source, f":{line}" if line else "", key, message)
     if recipe.model.trust_remote_code:
         log.warning("%s: model.trust_remote_code is true: the model repository's Python code will run", name)
     return recipe
+
+
+def _schedule_warnings(recipe: Recipe) -> list[tuple[str, str]]:
+    """Back-loaded pruning schedules that leave little recovery, where ``max_steps`` fixes the run's length
+    (otherwise the training loop, which knows it, warns)."""
+    runs = [("pruning", recipe.pruning, recipe.training)]
+    if recipe.pretrain is not None and recipe.pretrain.training.max_steps > 0:
+        steps = recipe.pretrain.training.max_steps
+        runs.append(("pretrain.pruning", recipe.pretrain.pruning.scheduled(steps), recipe.pretrain.training))
+    return [(f"{prefix}.{key}", message) for prefix, section, training in runs
+            if section is not None and training is not None and training.max_steps > 0
+            for key, message in section.back_loaded(training.max_steps)]
 
 
 def _apply_override(data: dict[str, Any], item: str) -> str:

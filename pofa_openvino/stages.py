@@ -175,7 +175,7 @@ def train(ctx: StageContext) -> StageOutput:
     Each finished epoch leaves ``train-state/``; a resumed run continues from it, then removes it."""
     from .prune import inc_config, sparsity_report
     from .rundir import staged_dir
-    from .train import fine_tune
+    from .train import fine_tune, hidden_state_mismatch
 
     recipe = ctx.recipe
     state_dir = ctx.run_dir / "train-state"
@@ -185,6 +185,10 @@ def train(ctx: StageContext) -> StageOutput:
     start = teacher_path if trained and recipe.pretrain is None else ctx.outputs["load"]["model_path"]
     model, tokenizer = _start(ctx, state_dir, start, recipe.training.seed)
     teacher = _teacher(teacher_path, recipe.task, ctx.data) if teacher_path else None
+    hidden = recipe.distillation.hidden_states if recipe.distillation is not None else None
+    problem = hidden_state_mismatch(model.config, teacher.config, hidden.layers) if hidden and teacher else None
+    if problem:
+        raise recipe.error("distillation.hidden_states", problem)
     pruning = inc_config(recipe.pruning, model.config.model_type) if recipe.pruning is not None else None
     result = fine_tune(model, tokenizer, ctx.data, recipe.training, recipe.data.max_seq_length, pruning,
                        teacher, recipe.distillation, state_dir, ctx.fingerprint, ctx.world)
@@ -397,10 +401,11 @@ def quantize(ctx: StageContext) -> StageOutput:
         calibration = (calibration_batches(data, tokenizer, recipe.data.max_seq_length,
                                            section.calibration_sampling_size)
                        if section.approach in ("static", "qat") else [])
+        qat = None
         if section.approach == "none":
             ov.save_model(ov.Core().read_model(fp32_dir / IR_FILE), out / IR_FILE)
         elif section.approach == "qat":
-            _quantization_aware_training(ctx, tokenizer, calibration, out)
+            qat = _quantization_aware_training(ctx, tokenizer, calibration, out)
         else:
             calibration = [{name: value.numpy() for name, value in batch.items()} for batch in calibration]
             samples = f", {len(calibration)} calibration samples" if calibration else ""
@@ -436,6 +441,8 @@ def quantize(ctx: StageContext) -> StageOutput:
                                "layers_float": sorted(set(float_weights) - set(int8)),
                                "accuracy_criterion": section.accuracy_criterion.model_dump()
                                if section.accuracy_criterion else None}}
+    if qat is not None:
+        report["quantization"]["training"] = vars(qat)
     write_ir_card(ctx.run_dir / "openvino", ctx.report, report, recipe)
     return StageOutput(outputs={"ir_dir": "openvino", "sparse_rate": rate}, report=report)
 
@@ -489,9 +496,10 @@ def _max_difference(expected: dict[str, list[Any]], got: dict[str, list[Any]]) -
 
 
 def _quantization_aware_training(ctx: StageContext, tokenizer: Any, calibration: list[dict[str, Any]],
-                                 out: Path) -> None:
-    """QAT: NNCF fake-quantizes a copy of the fine-tuned model, the recipe's ``training`` runs again on
-    it with every zero locked (INC pattern_lock on the pruned layers), and optimum-intel exports it."""
+                                 out: Path) -> Any:
+    """QAT: NNCF fake-quantizes a copy of the fine-tuned model, it trains with QAT's own budget
+    (``quantization.training``, see ``Recipe.qat_training``) with every zero locked (INC pattern_lock on
+    the pruned layers), and optimum-intel exports it."""
     from .export import export_trained
     from .modeling import load_model
     from .prune import inc_config
@@ -500,14 +508,17 @@ def _quantization_aware_training(ctx: StageContext, tokenizer: Any, calibration:
     from .train import fine_tune
 
     recipe = ctx.recipe
-    log.info("quantization-aware training: %d calibration samples, then the training section again with "
-             "the zero masks locked", len(calibration))
+    budget = recipe.qat_training()
+    log.info("quantization-aware training: %d calibration samples, then %s at learning rate %g with the zero "
+             "masks locked", len(calibration), f"{budget.max_steps} steps" if budget.max_steps > 0 else
+             f"{budget.num_train_epochs:g} epochs", budget.learning_rate)
     model = quantization_aware(load_model(ctx.model_dir(), recipe.task), calibration, recipe.quantization)
     pruned = recipe.pruning or PruningSection()
     lock = inc_config(PruningSection(pruning_type="pattern_lock", op_names=pruned.op_names,
                                      excluded_op_names=pruned.excluded_op_names))
-    fine_tune(model, tokenizer, ctx.data, recipe.training, recipe.data.max_seq_length, lock)
+    result = fine_tune(model, tokenizer, ctx.data, budget, recipe.data.max_seq_length, lock)
     export_trained(model, out, recipe.task)
+    return result
 
 
 def _validation(data: Any, tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], Any]:

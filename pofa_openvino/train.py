@@ -1,6 +1,7 @@
-"""The training loop for any objective (task fine-tuning, prune-once pre-training): AdamW with linear
-warmup/decay, gradient accumulation, INC pruning hooks, an evaluation and a checkpoint per epoch, and
-resume from the last checkpoint after an interruption."""
+"""The training loop for any objective (task fine-tuning, prune-once pre-training): AdamW with warmup
+and a learning-rate schedule (Hugging Face's, or held while pruning), gradient accumulation, INC
+pruning hooks, an evaluation and a checkpoint per epoch, and resume from the last checkpoint after an
+interruption."""
 
 from __future__ import annotations
 
@@ -45,18 +46,55 @@ class TrainResult:
 
 def distillation_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float,
                       alpha: float) -> Any:
-    """alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher/T || student/T), as in PruneOFA."""
+    """alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher/T || student/T), as in PruneOFA. With
+    ``alpha`` 0 (pure KD) the labels are not read at all."""
     import torch.nn.functional as F
 
-    ce = F.cross_entropy(student_logits, labels)
     kl = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
                   F.softmax(teacher_logits / temperature, dim=-1), reduction="batchmean")
-    return alpha * ce + (1.0 - alpha) * temperature**2 * kl
+    soft = (1.0 - alpha) * temperature**2 * kl
+    return soft if alpha == 0 else alpha * F.cross_entropy(student_logits, labels) + soft
+
+
+def hidden_state_mse(student: list[Any], teacher: list[Any], attention_mask: Any) -> Any:
+    """Mean over the pairs of hidden states of their mean squared error on the real (unpadded) tokens."""
+    mask = attention_mask.unsqueeze(-1).to(student[0].dtype)
+    width = student[0].shape[-1]
+    losses = [(((s - t.clone()) ** 2) * mask).sum() / (mask.sum() * width)
+              for s, t in zip(student, teacher, strict=True)]
+    return sum(losses) / len(losses)
+
+
+def chosen_layers(hidden_states: Any, layers: str | list[int]) -> list[Any]:
+    """``last``, ``all`` or the listed indices of a model's ``hidden_states`` (0: the embeddings)."""
+    if layers == "last":
+        return [hidden_states[-1]]
+    return list(hidden_states) if layers == "all" else [hidden_states[i] for i in layers]
+
+
+def hidden_state_mismatch(student: Any, teacher: Any, layers: str | list[int]) -> str | None:
+    """Why the hidden states of models with configs ``student`` and ``teacher`` cannot be compared one to
+    one at ``layers`` (width, depth for ``all``, an index past either model's layers), or None."""
+    def depth(config: Any) -> int | None:
+        return getattr(config, "num_hidden_layers", None)
+
+    names = ["hidden_size"] + (["num_hidden_layers"] if layers == "all" else [])
+    for name in names:
+        ours, theirs = getattr(student, name, None), getattr(teacher, name, None)
+        if ours != theirs:
+            return f"the teacher has {name} {theirs}, the model {ours}: hidden states are compared one to one"
+    deepest = max(layers) if isinstance(layers, list) else 0
+    shallow = min(depth(student) or 0, depth(teacher) or 0)
+    if deepest > shallow:
+        return (f"layer {deepest} is past the last layer ({shallow}: index 0 is the embeddings, i the output of "
+                "layer i) of the model or the teacher")
+    return None
 
 
 def task_loss(data: TaskData, outputs: Any, batch: dict[str, Any], teacher_outputs: Any = None,
               distillation: Any = None) -> Any:
-    """Mean over the task's heads (logits; or start and end logits) of CE, or of the distillation loss."""
+    """Mean over the task's heads (logits; or start and end logits) of CE, or of the distillation loss;
+    plus ``distillation.hidden_states.weight`` x the hidden-state MSE when the recipe asks for it."""
     import torch.nn.functional as F
 
     losses = []
@@ -66,7 +104,12 @@ def task_loss(data: TaskData, outputs: Any, batch: dict[str, Any], teacher_outpu
         else:
             losses.append(distillation_loss(outputs[head], teacher_outputs[head].clone(), batch[target],
                                             distillation.temperature, distillation.alpha))
-    return sum(losses) / len(losses)
+    loss = sum(losses) / len(losses)
+    hidden = distillation.hidden_states if teacher_outputs is not None and distillation is not None else None
+    if hidden is None:
+        return loss
+    pairs = (chosen_layers(o.hidden_states, hidden.layers) for o in (outputs, teacher_outputs))
+    return loss + hidden.weight * hidden_state_mse(*pairs, batch["attention_mask"])
 
 
 def frozen_outputs(teacher: Any, inputs: dict[str, Any]) -> Any:
@@ -91,6 +134,37 @@ def steps_per_epoch(n_items: int, training: Any, processes: int = 1) -> int:
 def effective_batch_size(training: Any, processes: int = 1) -> int:
     """Examples per optimizer step: per-device batch x processes x accumulation."""
     return training.per_device_train_batch_size * processes * training.gradient_accumulation_steps
+
+
+def warmup_steps(training: Any, steps: int) -> int:
+    """``warmup_steps`` when set, else ``warmup_ratio`` of ``steps`` rounded down (Hugging Face rounds up)."""
+    return training.warmup_steps or int(training.warmup_ratio * steps)
+
+
+def learning_rate_schedule(optimizer: Any, training: Any, steps: int, pruning_ends: int = 0) -> Any:
+    """``training.lr_scheduler_type`` over a run of ``steps`` optimizer steps: Hugging Face's own scheduler
+    of that name, or ``linear_after_pruning`` (warmup, the peak held until ``pruning_ends``, the last
+    pruning step, then linear decay to zero; plain ``linear`` when pruning ends within the warmup)."""
+    from functools import partial
+
+    import torch
+    from transformers import get_scheduler
+
+    from .recipe import HOLDS_WHILE_PRUNING
+
+    warmup = warmup_steps(training, steps)
+    if training.lr_scheduler_type != HOLDS_WHILE_PRUNING:
+        return get_scheduler(training.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_held_while_pruning, warmup=warmup,
+                                                                hold=max(warmup, pruning_ends), steps=steps))
+
+
+def _held_while_pruning(step: int, warmup: int, hold: int, steps: int) -> float:
+    if step < warmup:
+        return step / max(1, warmup)
+    if step < hold:
+        return 1.0
+    return max(0.0, (steps - step) / max(1, steps - hold))
 
 
 def seed_everything(seed: int) -> None:
@@ -143,6 +217,8 @@ class TaskObjective:
 
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
         inputs = {k: v for k, v in batch.items() if k not in self.data.targets}
+        if self.teacher is not None and self.distillation is not None and self.distillation.hidden_states:
+            inputs["output_hidden_states"] = True
         teacher_outputs = frozen_outputs(self.teacher, inputs) if self.teacher is not None else None
         return task_loss(self.data, model(**inputs), batch, teacher_outputs, self.distillation)
 
@@ -163,14 +239,13 @@ def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_len
 
 def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, pruning_config: Any = None,
                checkpoint_dir: Path | None = None, fingerprint: str = "", world: World = SOLO) -> TrainResult:
-    """AdamW with linear warmup/decay, accumulation, clipping and INC pruning hooks over ``objective``,
+    """AdamW with the recipe's learning-rate schedule, accumulation, clipping and INC pruning hooks over ``objective``,
     on ``training.device``; with several processes (``world``), PyTorch DDP over shards of each step.
 
     With ``checkpoint_dir``, each finished epoch leaves an HF directory plus optimizer, scheduler,
     pruner and RNG state there (written by rank 0); when it already holds a checkpoint of the same
     ``fingerprint`` (and ``model`` was loaded from it), training continues after that epoch."""
     import torch
-    from transformers import get_linear_schedule_with_warmup
 
     from .prune import PruningHooks
 
@@ -188,11 +263,14 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": training.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=training.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(training.warmup_ratio * steps), steps)
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=training.learning_rate,
+                                  betas=(training.adam_beta1, training.adam_beta2), eps=training.adam_epsilon)
     hooks = PruningHooks(model, pruning_config) if pruning_config is not None else None
+    scheduler = learning_rate_schedule(optimizer, training, steps, hooks.end_step if hooks else 0)
     if hooks:
         hooks.warn_unreached(steps)
+        if training.max_steps <= 0:  # with max_steps, loading the recipe already said so
+            hooks.warn_back_loaded(steps)
         hooks.train_begin()
     state = {"step": 0, "epoch": 0, "epoch_step": 0, "loss": float("nan"), "history": [], "processes": world.size}
     if resumable(checkpoint_dir, fingerprint):
