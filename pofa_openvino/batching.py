@@ -112,7 +112,14 @@ class DynamicBatcher:
     async def _run(self) -> None:
         while True:
             await self._free.acquire()
+            while not self.requests.is_ready():  # the callback ran; OpenVINO marks its request idle just after
+                await asyncio.sleep(0)
             await self._gather()
+            # A client that went away cancelled its futures: its texts are not computed.
+            self._waiting = deque(item for item in self._waiting if not item[1].done.done())
+            if not self._waiting:
+                self._free.release()
+                continue
             batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_batch))]
             groups = length_groups([s.length for _, s in batch], self.max_batch)
             first = next(g for g in groups if 0 in g)
@@ -142,7 +149,8 @@ class DynamicBatcher:
         except RuntimeError as exc:
             self._free.release()
             for sequence in group:
-                sequence.done.set_exception(exc)
+                if not sequence.done.done():  # a cancelled future takes no exception
+                    sequence.done.set_exception(exc)
 
     def _finished(self, request: Any, userdata: tuple[list[Sequence], np.ndarray]) -> None:
         """OpenVINO's callback, on its own thread: copy the outputs, hand them to the event loop."""

@@ -213,7 +213,8 @@ def test_length_groups_cover_every_sequence_once_within_the_batch_and_padding_bo
 
 
 def test_the_batcher_refuses_beyond_its_queue_and_answers_in_order():
-    """Against a real compiled model: rows come back in the order given, and admission is bounded."""
+    """Against a real compiled model: rows come back in the order given, admission is bounded, and the
+    texts of a request whose client went away are not computed."""
     import openvino as ov
 
     parameters = {n: ov.opset13.parameter([-1, -1], ov.Type.i64, name=n) for n in ("input_ids", "attention_mask")}
@@ -232,8 +233,12 @@ def test_the_batcher_refuses_beyond_its_queue_and_answers_in_order():
         with pytest.raises(Overloaded, match="limit 6"):
             await batcher.infer(tokens[:3])
         await waiting
+        gone = asyncio.ensure_future(batcher.infer(tokens[:2]))  # a client that goes away while it waits
+        await asyncio.sleep(0)
+        gone.cancel()
+        assert len(await batcher.infer(tokens[2:3])) == 1
         await batcher.close()
-        assert not batcher.running and batcher.stats["sequences"] == 9
+        assert not batcher.running and batcher.stats["sequences"] == 10  # the cancelled texts were not computed
 
     asyncio.run(scenario())
 
