@@ -327,11 +327,6 @@ class DistillationSection(Section):
     hidden_states: HiddenStates | None = None
     teacher_training: TrainingSection | None = None
 
-    @field_validator("hidden_states", mode="before")
-    @classmethod
-    def _empty_is_defaults(cls, value: Any) -> Any:
-        return {} if value is None else value  # `hidden_states:` with nothing under it: its defaults
-
     @property
     def trains_teacher(self) -> bool:
         return self.teacher == TEACHER_AUTO
@@ -611,6 +606,9 @@ def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None
     for section, field in Recipe.model_fields.items():  # `training:` with nothing under it: its defaults
         if data.get(section, {}) is None and _model_of(field.annotation) is not None:
             data[section] = {}
+    distillation = data.get("distillation")
+    if isinstance(distillation, dict) and "hidden_states" in distillation and distillation["hidden_states"] is None:
+        distillation["hidden_states"] = {}  # `hidden_states:` with nothing under it turns it on with its defaults
     origins = {key: name for key in lines}
     for item in overrides or []:
         key = _apply_override(data, item)
@@ -667,7 +665,7 @@ def _validate(data: dict[str, Any], name: str, lines: yaml_lines.LineMap, origin
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
+        error = _deepest_branch(exc.errors(include_url=False))
         loc = tuple(part for part in error["loc"] if not _UNION_BRANCH.match(str(part)))
         loc += getattr(error.get("ctx", {}).get("error"), "key", ())  # a section's rule about one of its keys
         key = yaml_lines.dotted(loc)
@@ -676,8 +674,19 @@ def _validate(data: dict[str, Any], name: str, lines: yaml_lines.LineMap, origin
 
 
 # pydantic names the branch of a union that failed (``literal['auto','off']``, ``float``): not a key.
-_UNION_BRANCH = re.compile(r"^(literal|function-\w+|tagged-union|union|chain|lax-or-strict)\[.*\]$|"
+_UNION_BRANCH = re.compile(r"^(literal|list|dict|function-\w+|tagged-union|union|chain|lax-or-strict)\[.*\]$|"
                            r"^(float|int|str|bool|list|dict|none)$")
+
+
+def _deepest_branch(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first error, or where the value failed every branch of a union, the branch that got furthest
+    into it (``layers: [-1]`` is a list with a bad item, not a misspelt ``last``)."""
+    first = errors[0]
+    branch = next((i for i, part in enumerate(first["loc"]) if _UNION_BRANCH.match(str(part))), None)
+    if branch is None:
+        return first
+    same = [e for e in errors if e["loc"][:branch] == first["loc"][:branch] and len(e["loc"]) > branch]
+    return max(same, key=lambda e: len(e["loc"]))  # the first of the deepest
 
 
 def _where(key: str, name: str, lines: yaml_lines.LineMap, origins: dict[str, str]) -> tuple[str, int | None]:

@@ -80,6 +80,38 @@ CASES = {
     "prune once steps reversed": (GOOD.split("data:")[0] + "pretrain:\n  text_files: [recipe.yaml]\n  pruning:\n"
                                   "    start_step: 9\n    end_step: 1\n", 8, "pretrain.pruning.end_step",
                                   "end_step (1) is before start_step (9)"),
+    "lr schedule typo": (GOOD.replace("max_steps: 5", "max_steps: 5\n  lr_scheduler_type: cos"), 8,
+                         "training.lr_scheduler_type", "'cos' is not allowed; use linear, constant, "
+                         "constant_with_warmup, cosine or linear_after_pruning"),
+    "constant with warmup": (GOOD.replace("max_steps: 5", "max_steps: 5\n  lr_scheduler_type: constant\n"
+                                          "  warmup_steps: 10"), 8, "training.lr_scheduler_type",
+                             "constant has no warmup (as in Hugging Face): use constant_with_warmup"),
+    "rate held while nothing prunes": (GOOD.split("pruning:")[0] + "  lr_scheduler_type: linear_after_pruning\n", 8,
+                                       "training.lr_scheduler_type", "this recipe has no `pruning` section"),
+    "qat budget held while pruning": (GOOD + "quantization:\n  approach: qat\n  training:\n"
+                                      "    lr_scheduler_type: linear_after_pruning\n", 14,
+                                      "quantization.training.lr_scheduler_type", "prunes nothing"),
+    "qat budget without qat": (GOOD + "quantization:\n  training:\n    max_steps: 3\n", 12, "quantization.training",
+                               "it needs `approach: qat` (approach static does not train)"),
+    "negative warmup steps": (GOOD.replace("max_steps: 5", "max_steps: 5\n  warmup_steps: -1"), 8,
+                              "training.warmup_steps", "greater than or equal to 0"),
+    "adam beta of 1": (GOOD.replace("max_steps: 5", "max_steps: 5\n  adam_beta2: 1.0"), 8, "training.adam_beta2",
+                       "less than 1"),
+    "adam epsilon of 0": (GOOD.replace("max_steps: 5", "max_steps: 5\n  adam_epsilon: 0"), 8,
+                          "training.adam_epsilon", "greater than 0"),
+    "decay typo": (GOOD + "  sparsity_decay_type: cubic\n", 11, "pruning.sparsity_decay_type",
+                   "'cubic' is not allowed; use exp, cos, cube, linear or zhu_gupta"),
+    "hidden layers by another name": (GOOD + "distillation:\n  teacher: offline:all-MiniLM-L6-v2\n  hidden_states:\n"
+                                      "    layers: first\n", 14, "distillation.hidden_states.layers",
+                                      "'first' is not allowed; use last or all"),
+    "hidden layer twice": (GOOD + "distillation:\n  teacher: offline:all-MiniLM-L6-v2\n  hidden_states:\n"
+                           "    layers: [2, 2]\n", 14, "distillation.hidden_states.layers",
+                           "not a list of distinct layer indices"),
+    "negative hidden layer": (GOOD + "distillation:\n  teacher: offline:all-MiniLM-L6-v2\n  hidden_states:\n"
+                              "    layers: [-1]\n", 14, "distillation.hidden_states.layers[0]",
+                              "greater than or equal to 0"),
+    "hidden weight of 0": (GOOD + "distillation:\n  teacher: offline:all-MiniLM-L6-v2\n  hidden_states:\n"
+                           "    weight: 0\n", 14, "distillation.hidden_states.weight", "greater than 0"),
 }
 
 
@@ -302,6 +334,14 @@ def test_a_merge_key_bomb_is_one_line_at_once(tmp_path, capsys):
      "data.max_seq_length", "'128' is text (in quotes)"),
     (("dataset: builtin:sentiment", "dataset: builtin:sentiment\n  text_columns: text"), 6, "data.text_columns",
      "write [text]"),
+    (("max_steps: 5", "max_steps: 5\n  warmup_steps: '5'"), 8, "training.warmup_steps",
+     "'5' is text (in quotes); this key takes an integer"),
+    (("max_steps: 5", "max_steps: 5\n  warmup_steps: 0.1"), 8, "training.warmup_steps",
+     "0.1 is not a whole number"),
+    (("max_steps: 5", "max_steps: 5\n  adam_epsilon: '1e-8'"), 8, "training.adam_epsilon",
+     "'1e-8' is text (in quotes); this key takes a number"),
+    (("max_steps: 5", "max_steps: 5\n  lr_scheduler_type: [cosine]"), 8, "training.lr_scheduler_type",
+     "['cosine'] is not allowed"),
 ])
 def test_types_are_strict_where_inc_and_hf_would_not_coerce(extra, line, key, expected, tmp_path, capsys):
     path = tmp_path / "recipe.yaml"
