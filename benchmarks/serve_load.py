@@ -64,6 +64,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, help="requests in all, one sentence each (default: every text twice)")
     parser.add_argument("--max-batch", type=int, default=32, help="passed to serve")
     parser.add_argument("--max-delay-ms", type=float, default=2.0, help="passed to serve")
+    parser.add_argument("--streams", type=int, help="passed to serve (default: OpenVINO's choice for the bundle)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each batch 1 baseline")
     parser.add_argument("--baseline-hint", choices=("bundle", "LATENCY"), default="bundle",
                         help="the baselines' PERFORMANCE_HINT: the bundle's runtime config as is (default), or "
@@ -95,7 +96,7 @@ def main() -> int:
         log.info("baseline %s: %s", phase, headline(phases[phase]))
     expected = [p["label"] for p in bundle.predict(texts)]
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
-        server = Server(args.bundle, Path(tmp) / "server.log", args.max_batch, args.max_delay_ms)
+        server = Server(args.bundle, Path(tmp) / "server.log", args.max_batch, args.max_delay_ms, args.streams)
         try:
             phases["served"], answers = load_test(server, bundle.manifest["name"], texts, requests, args.clients)
             log.info("served: %s", headline(phases["served"]))
@@ -159,10 +160,11 @@ class Server:
     """`pofa-openvino serve` on a free loopback port, as a user starts it; its log goes to a file
     (a pipe nobody reads would stall it), read back for the batching figures after it stops."""
 
-    def __init__(self, bundle: Path, log_file: Path, max_batch: int, max_delay_ms: float, timeout_s: float = 120):
+    def __init__(self, bundle: Path, log_file: Path, max_batch: int, max_delay_ms: float, streams: int | None,
+                 timeout_s: float = 120):
         self.port, self.log_file = free_port(), log_file
         command = [str(CLI), "serve", str(bundle), "--port", str(self.port), "--max-batch", str(max_batch),
-                   "--max-delay-ms", str(max_delay_ms)]
+                   "--max-delay-ms", str(max_delay_ms), *(["--streams", str(streams)] if streams else [])]
         with log_file.open("w") as stderr:
             self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + timeout_s
@@ -374,9 +376,9 @@ def summary(args: argparse.Namespace, bundle: Bundle, texts: list[str], requests
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {**machine(Settings().cores), "other_processes_cpu_share": shares},
         "unreliable_phases": [phase for phase, share in shares.items() if share is not None and share > BUSY],
-        "versions": versions((*VERSIONS, "openvino-tokenizers", "starlette", "uvicorn")),
+        "versions": versions((*VERSIONS, "openvino-tokenizers", "starlette", "uvicorn", "uvloop", "httptools")),
         "settings": {"clients": args.clients, "requests": requests, "max_batch": args.max_batch,
-                     "max_delay_ms": args.max_delay_ms, "baseline_duration_s": args.duration,
+                     "max_delay_ms": args.max_delay_ms, "streams": args.streams, "baseline_duration_s": args.duration,
                      "padded_length": PADDED_LENGTH, "baseline_hint": args.baseline_hint,
                      "baseline_compiled": {k: str(compiled.get_property(k)) for k in
                                            ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS")}},
@@ -402,7 +404,8 @@ def markdown(result: dict[str, Any]) -> list[str]:
     rows = [("baseline_padded", "padded", f"A: batch 1, padded to {settings['padded_length']} tokens"),
             ("baseline_real_length", "real_length", "B: batch 1, real length"),
             ("served", "served", f"served, {settings['clients']} clients, batches <= {settings['max_batch']} "
-                                 f"within {settings['max_delay_ms']:g} ms")]
+                                 f"within {settings['max_delay_ms']:g} ms"
+                                 + (f", {settings['streams']} stream(s)" if settings.get("streams") else ""))]
     shares = result["machine"]["other_processes_cpu_share"]
     return [f"# Serving {result['bundle']['name']}: load test ({result['date'][:10]})", "",
             f"Bundle {result['bundle']['path']} on {result['machine']['cpu']}, {result['machine']['cores_used']} "

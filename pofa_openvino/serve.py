@@ -52,11 +52,12 @@ class ServedBundle:
         self.name = name or self.bundle.manifest["name"]
         self.signature = Signature.of(self.bundle.manifest)
         self.options = options
-        self.batcher = DynamicBatcher(self.bundle.model.compiled, self.bundle.pad_token_id, options.max_batch,
-                                      options.max_delay_ms, options.max_queue)
+        self.batcher = DynamicBatcher(self.bundle.model.compiled, self.tokenize, self.bundle.pad_token_id,
+                                      options.max_batch, options.max_delay_ms, options.max_queue)
 
     def tokenize(self, texts: list[str], pairs: list[str] | None) -> list[dict[str, np.ndarray]]:
-        """Each text's token arrays, unpadded (the tokenizer pads a request to its longest text)."""
+        """Each text's token arrays, unpadded (the tokenizer pads a call to its longest text); the
+        batcher calls it once per batch, on its tokenizer thread."""
         strings = {0: np.array(texts)} if pairs is None else {0: np.array(texts), 1: np.array(pairs)}
         tokens = {out.get_any_name(): value for out, value in self.bundle.tokenizer(strings).items()}
         lengths = tokens["attention_mask"].sum(axis=1)
@@ -65,7 +66,7 @@ class ServedBundle:
 
     async def infer(self, texts: list[str], pairs: list[str] | None) -> dict[str, np.ndarray | list[str]]:
         """Every output of the signature for a request's texts."""
-        rows = await self.batcher.infer(self.tokenize(texts, pairs))
+        rows = await self.batcher.infer(texts, pairs)
         if self.bundle.task == "question-answering":
             answers = [self.bundle.answer(ids, out["start_logits"], out["end_logits"]) for out, ids in rows]
             return {"answer": [a["answer"] for a in answers],

@@ -213,30 +213,42 @@ def test_length_groups_cover_every_sequence_once_within_the_batch_and_padding_bo
 
 
 def test_the_batcher_refuses_beyond_its_queue_and_answers_in_order():
-    """Against a real compiled model: rows come back in the order given, admission is bounded, and the
-    texts of a request whose client went away are not computed."""
+    """Against a real compiled model: rows come back in the order given, texts are tokenized once per
+    batch, admission is bounded, a tokenizer failure is the request's error and not the server's end,
+    and the texts of a request whose client went away are not computed."""
     import openvino as ov
 
     parameters = {n: ov.opset13.parameter([-1, -1], ov.Type.i64, name=n) for n in ("input_ids", "attention_mask")}
     total = ov.opset13.reduce_sum(ov.opset13.convert(parameters["input_ids"], ov.Type.f32), [1], keep_dims=True)
     total.output(0).get_tensor().set_names({"logits"})
     compiled = ov.Core().compile_model(ov.Model([total], list(parameters.values())), "CPU")
+    calls = []
+
+    def tokenize(texts: list[str], pairs: list[str] | None) -> list[dict[str, np.ndarray]]:
+        """Text "n" is the tokens 1..n; "boom" cannot be tokenized."""
+        calls.append(len(texts))
+        if "boom" in texts:
+            raise RuntimeError("the tokenizer failed")
+        return [{"input_ids": np.arange(1, int(t) + 1), "attention_mask": np.ones(int(t), np.int64)} for t in texts]
 
     async def scenario() -> None:
-        batcher = DynamicBatcher(compiled, pad_token_id=0, max_batch=4, max_delay_ms=5, max_queue=6)
+        batcher = DynamicBatcher(compiled, tokenize, pad_token_id=0, max_batch=4, max_delay_ms=5, max_queue=6)
         batcher.start()
-        tokens = [{"input_ids": np.arange(1, n + 1), "attention_mask": np.ones(n, np.int64)} for n in (3, 40, 1, 7, 2)]
-        rows = await batcher.infer(tokens)
-        assert [float(out["logits"][0]) for out, _ in rows] == [sum(range(1, n + 1)) for n in (3, 40, 1, 7, 2)]
-        waiting = asyncio.ensure_future(batcher.infer(tokens[:4]))
+        texts = ["3", "40", "1", "7", "2"]
+        rows = await batcher.infer(texts)
+        assert [float(out["logits"][0]) for out, _ in rows] == [sum(range(1, int(t) + 1)) for t in texts]
+        assert calls == [4, 1]  # one tokenizer call per batch of up to max_batch texts
+        waiting = asyncio.ensure_future(batcher.infer(texts[:4]))
         await asyncio.sleep(0)
         with pytest.raises(Overloaded, match="limit 6"):
-            await batcher.infer(tokens[:3])
+            await batcher.infer(texts[:3])
         await waiting
-        gone = asyncio.ensure_future(batcher.infer(tokens[:2]))  # a client that goes away while it waits
+        with pytest.raises(RuntimeError, match="the tokenizer failed"):
+            await batcher.infer(["boom"])
+        gone = asyncio.ensure_future(batcher.infer(texts[:2]))  # a client that goes away while it waits
         await asyncio.sleep(0)
         gone.cancel()
-        assert len(await batcher.infer(tokens[2:3])) == 1
+        assert len(await batcher.infer(texts[2:3])) == 1
         await batcher.close()
         assert not batcher.running and batcher.stats["sequences"] == 10  # the cancelled texts were not computed
 
