@@ -137,9 +137,9 @@ def render(name: str, model: str, architecture: str, size: str, task: TaskColumn
     if qat:
         lines += ["# (The INT8 QAT result as Papers with Code lists it for the paper; the paper's own table was",
                   "# not available to us.)"]
-        lines += ["# INT8 QAT variant: NNCF fake-quantizes the fine-tuned model and `training` runs again with",
-                  "# the zeros locked. This release has one `training` section for both (Intel's reproduction",
-                  f"# fine-tuned QAT for {QAT.epochs} epochs at {QAT.learning_rate:.0e})."]
+        lines += ["# INT8 QAT variant: NNCF fake-quantizes the fine-tuned model, which then trains again with",
+                  "# the zeros locked on its own budget, `quantization.training`: Intel's reproduction's",
+                  f"# {QAT.epochs} epochs at {QAT.learning_rate:.0e}."]
     if structured:
         lines += ["# Structured variant: INC also removes half of each layer's FFN neurons and a third of its heads",
                   "# while fine-tuning; the slimmed model is smaller and dense, so it is faster on every CPU, and",
@@ -169,8 +169,11 @@ def render(name: str, model: str, architecture: str, size: str, task: TaskColumn
                  f"  weight_decay: {tuning.weight_decay}", "  seed: 42",
                  "", f"# A dense teacher fine-tuned on {task.title}{teacher_note}.", "distillation:",
                  f"  teacher: {teacher_id}", "  temperature: 2.0", "  alpha: 0.5"]
-    body += ["", "quantization:", f"  approach: {'qat' if qat else 'static'}", "  calibration_sampling_size: 300",
-             "", "export:", "  sparse_weights_decompression_rate: auto",
+    body += ["", "quantization:", f"  approach: {'qat' if qat else 'static'}", "  calibration_sampling_size: 300"]
+    if qat:
+        body += ["  training:                 # Intel's QAT budget", f"    num_train_epochs: {QAT.epochs}",
+                 f"    learning_rate: {QAT.learning_rate:.1e}"]
+    body += ["", "export:", "  sparse_weights_decompression_rate: auto",
              "", "benchmark:", "  sequence_lengths: [32, 128, 384]",
              "", "package:", "  target: xeon-amx", "  archive: true"]
     return "\n".join(lines + body) + "\n"
