@@ -128,7 +128,7 @@ def _texts(tensor: dict[str, Any], binary: bytes, offset: int, limits: Limits) -
     if not (isinstance(shape, list) and shape and all(type(d) is int and d >= 0 for d in shape)
             and all(d == 1 for d in shape[1:])):
         raise ProtocolError(f"input {name!r}: shape {shape!r}; give [N] (or [N, 1]) for N texts")
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if type(size) is not int or not 0 <= size <= len(binary) - offset:
             raise ProtocolError(f"input {name!r}: binary_data_size {size!r} is not within the binary data")
@@ -176,7 +176,7 @@ def _unpack_bytes(name: str, data: bytes) -> list[str]:
 
 def _requested_outputs(request: dict[str, Any], signature: Signature) -> tuple[tuple[str, ...], frozenset[str]]:
     """The outputs to send (all by default) and which of them as binary data."""
-    every_binary = bool((request.get("parameters") or {}).get("binary_data_output", False))
+    every_binary = bool(_parameters(request, "the request").get("binary_data_output", False))
     asked = request.get("outputs")
     if asked is None:
         names = tuple(signature.outputs)
@@ -187,8 +187,18 @@ def _requested_outputs(request: dict[str, Any], signature: Signature) -> tuple[t
     if unknown:
         raise ProtocolError(f"output {unknown[0]!r} is not an output of this model; it has "
                             f"{', '.join(signature.outputs)}")
-    binary = {o["name"] for o in asked if (o.get("parameters") or {}).get("binary_data", every_binary)}
+    binary = {o["name"] for o in asked if _parameters(o, f"output {o['name']!r}").get("binary_data", every_binary)}
     return tuple(dict.fromkeys(o["name"] for o in asked)), frozenset(binary)
+
+
+def _parameters(where: dict[str, Any], what: str) -> dict[str, Any]:
+    """An object's ``parameters`` (the protocol's extension point): an object, or absent."""
+    parameters = where.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise ProtocolError(f"{what}: `parameters` must be an object, not {type(parameters).__name__}")
+    return parameters
 
 
 def _request_id(request: dict[str, Any]) -> str | None:

@@ -1,10 +1,11 @@
 """``pofa-openvino serve``: a bundle behind the Open Inference Protocol (KServe v2) over HTTP, on
 Starlette and uvicorn (the ``serve`` extra; nothing else in the package imports this module).
-Requests are tokenized as they arrive and batched by :mod:`.batching`; SIGTERM or Ctrl-C stops
+Requests are batched (and tokenized once per batch) by :mod:`.batching`; SIGTERM or Ctrl-C stops
 accepting connections, finishes the requests in flight, and exits 0."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -41,6 +42,12 @@ class ServeOptions:
             raise UsageError("--max-delay-ms must be between 0 and 1000")
         if self.streams is not None and self.streams < 1:
             raise UsageError("--streams must be at least 1")
+        for name in ("max_request_bytes", "max_texts", "max_text_chars"):
+            if getattr(self.limits, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_queue < self.limits.max_texts:
+            raise UsageError(f"--max-queue ({self.max_queue}) must be at least --max-texts ({self.limits.max_texts}): "
+                             "a request of --max-texts texts could never be admitted")
 
 
 class ServedBundle:
@@ -119,7 +126,7 @@ def create_app(served: ServedBundle) -> Any:
         model_or_404(request)
         body = await _read_body(request, served.options.limits.max_request_bytes)
         parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), served.signature, served.options.limits)
-        values = await served.infer(parsed.texts, parsed.pairs)
+        values = await _unless_disconnected(request, served.infer(parsed.texts, parsed.pairs))
         try:
             content, header_length = infer_response(served.name, parsed, values)
         except ValueError:
@@ -135,7 +142,9 @@ def create_app(served: ServedBundle) -> Any:
         if isinstance(exc, Overloaded):
             return error(str(exc), 503)
         if isinstance(exc, HTTPException):
-            return error(exc.detail, exc.status_code)
+            answer = error(exc.detail, exc.status_code)
+            answer.headers.update(exc.headers or {})  # 405 keeps its Allow header
+            return answer
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
         return error(str(exc) if isinstance(exc, PofaError) else f"internal error ({type(exc).__name__})", 500)
 
@@ -159,6 +168,28 @@ def create_app(served: ServedBundle) -> Any:
     handlers = {ProtocolError: protocol_error, Overloaded: protocol_error, PofaError: protocol_error,
                 HTTPException: protocol_error, Exception: protocol_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+
+
+async def _unless_disconnected(request: Any, work: Any) -> Any:
+    """``work``'s result; if the client disconnects first, ``work`` is cancelled, so its texts leave
+    the queue uncomputed (499, which nobody reads). Starlette does not watch for a disconnect itself:
+    after the body, the next ASGI message is ``http.disconnect``, sent only when the client goes away."""
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        raise ProtocolError("the client disconnected before its answer", 499)
+    return task.result()
 
 
 async def _read_body(request: Any, limit: int) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -155,13 +156,20 @@ def test_concurrent_requests_are_batched_and_answered_alike(server, bundle_dir):
     ("POST", "/v2/models/tiny/infer", _texts_body(["a"], outputs=[{"name": "answer"}]), 400, "not an output"),
     ("POST", "/v2/models/tiny/infer", b'{"inputs": [' + b" " * 5000 + b"]}", 413, "the limit is 4,096"),
     ("POST", "/v2/models/tiny/infer", _texts_body(["a"], id=5), 400, "`id` must be a string"),
+    ("POST", "/v2/models/tiny/infer", _texts_body(["a"], parameters=[1]), 400, "`parameters` must be an object"),
+    ("POST", "/v2/models/tiny/infer", {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"],
+                                                   "parameters": "x"}]}, 400, "input 'text': `parameters` must be"),
+    ("POST", "/v2/models/tiny/infer", _texts_body(["a"], outputs=[{"name": "label", "parameters": 3}]), 400,
+     "output 'label': `parameters` must be"),
     ("GET", "/v2/models/tiny/infer", None, 405, ""),
 ])
 def test_bad_requests_get_the_protocols_error_body(server, method, path, body, status, message):
     data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
-    code, answer, _ = server.request(method, path, data)
+    code, answer, headers = server.request(method, path, data)
     assert code == status and set(answer) == {"error"} and message in answer["error"]
     assert "\n" not in answer["error"]
+    if status == 405:
+        assert headers.get("allow") == "POST" or headers.get("Allow") == "POST"
 
 
 @pytest.mark.slow
@@ -170,6 +178,11 @@ def test_sigterm_finishes_requests_in_flight_and_exits_cleanly(bundle_dir, tmp_p
     from concurrent.futures import ThreadPoolExecutor
 
     running = Server(bundle_dir, tmp_path / "server.log", "--max-delay-ms", "200")
+    body = json.dumps(_texts_body(TEXTS)).encode()
+    with socket.create_connection(("127.0.0.1", running.port)) as gone:  # a client that leaves before its answer
+        gone.sendall(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.02)
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(running.infer, _texts_body(TEXTS)) for _ in range(4)]
         time.sleep(0.1)  # the first batch waits up to 200 ms for company: the signal lands mid-flight
@@ -177,7 +190,11 @@ def test_sigterm_finishes_requests_in_flight_and_exits_cleanly(bundle_dir, tmp_p
         answers = [f.result() for f in futures]
     assert code == 0, running.log.read_text()
     assert all(status == 200 and len(a["outputs"][0]["data"]) == len(TEXTS) for status, a, _ in answers)
-    assert "stopped on SIGTERM" in running.log.read_text()
+    log = running.log.read_text()
+    assert "stopped on SIGTERM" in log
+    # The 4 requests' 24 texts, batched together; not the 6 of the client that left.
+    served = re.search(r"served (\d+) sequences in (\d+) batches", log)
+    assert served and int(served[1]) == 4 * len(TEXTS) and int(served[2]) < int(served[1]), log
 
 
 @pytest.mark.slow
@@ -196,10 +213,13 @@ def test_a_port_in_use_is_one_line(bundle_dir, tmp_path):
     (["--max-batch", "0"], "--max-batch must be at least 1"),
     (["--max-delay-ms", "-1"], "--max-delay-ms must be between 0 and 1000"),
     (["--streams", "0"], "--streams must be at least 1"),
+    (["--max-queue", "10"], "--max-queue (10) must be at least --max-texts (64)"),
+    (["--max-texts", "0"], "--max-texts must be at least 1"),
 ])
 def test_bad_serve_options_are_usage_errors(options, message, tmp_path):
     ran = subprocess.run([CLI, "serve", str(tmp_path), *options], capture_output=True, text=True, timeout=60)
-    assert ran.returncode == 2 and ran.stderr.strip().splitlines() == [message]
+    (line,) = ran.stderr.strip().splitlines()
+    assert ran.returncode == 2 and line.startswith(message)
 
 
 @given(st.lists(st.integers(1, 512), min_size=1, max_size=200), st.integers(1, 64))
@@ -225,10 +245,12 @@ def test_the_batcher_refuses_beyond_its_queue_and_answers_in_order():
     calls = []
 
     def tokenize(texts: list[str], pairs: list[str] | None) -> list[dict[str, np.ndarray]]:
-        """Text "n" is the tokens 1..n; "boom" cannot be tokenized."""
+        """Text "n" is the tokens 1..n; "boom" cannot be tokenized; "-1" lacks an input."""
         calls.append(len(texts))
         if "boom" in texts:
             raise RuntimeError("the tokenizer failed")
+        if texts == ["-1"]:  # no attention_mask: the model's input cannot be built
+            return [{"input_ids": np.arange(1, 3)}]
         return [{"input_ids": np.arange(1, int(t) + 1), "attention_mask": np.ones(int(t), np.int64)} for t in texts]
 
     async def scenario() -> None:
@@ -245,6 +267,9 @@ def test_the_batcher_refuses_beyond_its_queue_and_answers_in_order():
         await waiting
         with pytest.raises(RuntimeError, match="the tokenizer failed"):
             await batcher.infer(["boom"])
+        with pytest.raises(KeyError):  # a batch that cannot run fails its request, not the server
+            await batcher.infer(["-1"])
+        assert batcher.running
         gone = asyncio.ensure_future(batcher.infer(texts[:2]))  # a client that goes away while it waits
         await asyncio.sleep(0)
         gone.cancel()
@@ -270,6 +295,9 @@ def test_parse_and_answer_round_trip_the_binary_extension():
     body, length = infer_response("m", request, values)
     answer = json.loads(body[:length])
     assert [o["parameters"]["binary_data_size"] for o in answer["outputs"]] == [3 * 4 + 3, 24, 24]
+    tail = body[length:]
+    assert [tail[4 * i + i:4 * i + i + 5] for i in range(3)] == [b"\x01\x00\x00\x00" + c for c in (b"a", b"b", b"a")]
+    np.testing.assert_array_equal(np.frombuffer(tail[15:39], "<f4").reshape(3, 2), values["scores"])
     with pytest.raises(ValueError):
         infer_response("m", request, {**values, "scores": np.full((3, 2), np.nan, np.float32)})
     with pytest.raises(ProtocolError, match="is not a length"):
