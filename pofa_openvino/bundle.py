@@ -152,10 +152,14 @@ class Bundle:
 
     def outputs(self, texts: list[str], pairs: list[str] | None = None) -> tuple[dict[str, np.ndarray], Any]:
         """Model outputs by name for a batch of strings (and their second strings), and the token ids."""
+        tokens = self.tokens(texts, pairs)
+        return self.model.infer(tokens), tokens["input_ids"]
+
+    def tokens(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The tokenizer's outputs by name for a batch of strings, padded to the longest."""
         inputs = self.text_inputs(len(texts), pairs is not None)
         strings = {0: np.array(texts)} if inputs == 1 else {0: np.array(texts), 1: np.array(pairs)}
-        tokens = {out.get_any_name(): value for out, value in self.tokenizer(strings).items()}
-        return self.model.infer(tokens), tokens["input_ids"]
+        return {out.get_any_name(): value for out, value in self.tokenizer(strings).items()}
 
     def text_inputs(self, count: int, paired: bool) -> int:
         expected = self.manifest["text_inputs"]

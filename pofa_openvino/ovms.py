@@ -116,14 +116,16 @@ def write_model_repository(bundle_path: str | Path, out: str | Path, name: str |
     difference = check_agreement(bundle, graph, selftest["texts"], selftest.get("pairs"))
     import openvino as ov
 
+    # The marker first: a write that fails half-way leaves a repository that --force may replace.
+    out.mkdir(parents=True, exist_ok=True)
+    written = ["config.json", "README.md", name]
+    (out / MARKER).write_text(json.dumps({"written": written, "bundle": bundle.manifest["name"]}) + "\n")
     version = out / name / VERSION_DIR
     version.mkdir(parents=True)
     ov.save_model(graph, version / MODEL_XML, compress_to_fp16=False)
     plugin_config = dict(bundle.model.properties)
     (out / "config.json").write_text(json.dumps(ovms_config(name, plugin_config), indent=2) + "\n")
     (out / "README.md").write_text(_readme(name, bundle, plugin_config))
-    written = ["config.json", "README.md", name]
-    (out / MARKER).write_text(json.dumps({"written": written, "bundle": bundle.manifest["name"]}) + "\n")
     log.info("OVMS model repository %s: model %r, one strings-in graph (agrees with the bundle within %.2g), "
              "plugin_config %s", out, name, difference, plugin_config)
     return {"dir": str(out), "name": name, "inputs": list(INPUT_NAMES[:bundle.manifest["text_inputs"]]),
@@ -151,10 +153,12 @@ def _claim(out: Path, force: bool) -> None:
         raise PofaError(f"{out} holds an OVMS repository; choose another directory (-o) or pass --force to "
                         "replace it")
     for entry in [*written, MARKER]:
+        if not isinstance(entry, str) or Path(entry).name != entry or entry in ("", ".", ".."):
+            continue  # only plain names at the top level: a marker never sends a removal elsewhere
         path = out / entry
         if path.is_symlink() or path.is_file():
             path.unlink()
-        elif path.is_dir() and Path(entry).name == entry:  # only names this tool wrote at the top level
+        elif path.is_dir():
             shutil.rmtree(path)
 
 

@@ -65,8 +65,7 @@ class ServedBundle:
     def tokenize(self, texts: list[str], pairs: list[str] | None) -> list[dict[str, np.ndarray]]:
         """Each text's token arrays, unpadded (the tokenizer pads a call to its longest text); the
         batcher calls it once per batch, on its tokenizer thread."""
-        strings = {0: np.array(texts)} if pairs is None else {0: np.array(texts), 1: np.array(pairs)}
-        tokens = {out.get_any_name(): value for out, value in self.bundle.tokenizer(strings).items()}
+        tokens = self.bundle.tokens(texts, pairs)
         lengths = tokens["attention_mask"].sum(axis=1)
         names = [n for n in self.batcher.names if n in tokens]
         return [{n: tokens[n][row, :length] for n in names} for row, length in enumerate(lengths)]
