@@ -48,7 +48,10 @@ def smoke_recipe(spec: Recipe, workdir: Path) -> Recipe:
             "start_step": min(spec.pruning.start_step, 1), "end_step": min(spec.pruning.end_step, 3),
             "pruning_frequency": 1})
     if spec.quantization is not None:
-        update["quantization"] = spec.quantization.model_copy(update={"calibration_sampling_size": 8})
+        quick: dict[str, object] = {"calibration_sampling_size": 8}
+        if spec.quantization.approach == "qat":  # QAT's own budget, briefly too
+            quick["training"] = _few_steps(spec.qat_training())
+        update["quantization"] = spec.quantization.model_copy(update=quick)
     if spec.benchmark is not None:
         update["benchmark"] = spec.benchmark.model_copy(update={"sequence_lengths": [16], "duration_s": 0.05,
                                                                 "threads": 1})

@@ -93,6 +93,15 @@ def test_smoke_runs_a_recipe_of_each_task_type_end_to_end(recipe, tmp_path):
         assert result.report["model"]["labels"] == ["entailment", "neutral", "contradiction"]
 
 
+def test_smoke_shortens_the_qat_budget_too(tmp_path):
+    """A QAT recipe's own budget (Intel's 3 epochs) is cut to a few steps, as `training` is."""
+    from pofa_openvino.smoke import smoke_recipe
+
+    spec = load_recipe(RECIPES / "distilbert-90-mnli-qat.yaml")
+    assert spec.qat_training().num_train_epochs == 3
+    assert smoke_recipe(spec, tmp_path).qat_training().max_steps == 4
+
+
 def test_the_readme_links_every_recipe_of_the_catalogue():
     readme = (RECIPES.parent / "README.md").read_text()
     missing = [entry.name for entry in entries() if f"recipes/{entry.name}.yaml" not in readme]
