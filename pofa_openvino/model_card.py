@@ -115,9 +115,10 @@ def _tags(report: dict[str, Any], recipe: Any) -> list[str]:
 
 
 def _eval_results(report: dict[str, Any], recipe: Any) -> list[EvalResult]:
-    """The deployed model's metrics (INT8, or the IR as exported), as ``model-index`` entries."""
+    """The deployed model's metrics (the bundle's own when its embeddings were compressed and measured,
+    else INT8, else the IR as exported), as ``model-index`` entries."""
     accuracy = report.get("accuracy") or {}
-    runner = next((key for key in ("openvino_int8", "openvino_deployed") if key in accuracy), None)
+    runner = next((key for key in ("bundle", "openvino_int8", "openvino_deployed") if key in accuracy), None)
     if runner is None:
         return []
     hub = hub_dataset(recipe)

@@ -49,7 +49,7 @@ def build_bundle(run_dir: Path, out: Path, recipe: Any, data: Any, run_report: d
         if embeddings["compressed"]:
             embeddings.update(_accuracy_change(ir_dir, tmp / "model", recipe, data, max_accuracy_drop))
         _selftest(tmp, data)
-        write_card(tmp, run_report, recipe, config, manifest)
+        write_card(tmp, _with_bundle_accuracy(run_report, embeddings), recipe, config, manifest)
         manifest["files"] = {str(p.relative_to(tmp)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                              for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != MANIFEST}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -141,6 +141,15 @@ def _selftest(root: Path, data: Any) -> None:
     selftest = {"texts": texts, "pairs": pairs, "tolerance": SELFTEST_TOLERANCE,
                 "outputs": {name: value.tolist() for name, value in outputs.items()}}
     (root / "selftest.json").write_text(json.dumps(selftest, indent=2) + "\n")
+
+
+def _with_bundle_accuracy(report: dict[str, Any], embeddings: dict[str, Any]) -> dict[str, Any]:
+    """The report the bundle's card is built from: with the metric measured on the bundle's own model
+    when its embeddings were compressed (the card states what ships, not the IR before compression)."""
+    metric = (report.get("accuracy") or {}).get("metric")
+    if not embeddings["compressed"] or metric not in embeddings:
+        return report
+    return {**report, "accuracy": {**report["accuracy"], "bundle": {metric: embeddings[metric]}}}
 
 
 def _accuracy_change(ir_dir: Path, model_dir: Path, recipe: Any, data: Any, max_drop: float) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def table(rows: list[tuple[str, str]]) -> list[str]:
 
 
 RUNNERS = {"torch_fp32": "torch FP32", "openvino_fp32": "OpenVINO FP32", "openvino_int8": "OpenVINO INT8",
-           "openvino_deployed": "OpenVINO (not quantized)"}
+           "openvino_deployed": "OpenVINO (not quantized)", "bundle": "OpenVINO INT8, INT8 embeddings (the bundle)"}
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -394,6 +394,7 @@ def test_the_ir_and_the_bundle_carry_a_model_card_that_verify_covers(packaged, c
     assert {"openvino", "nncf", "int8", "sparse", "neural-compressor"} <= set(data.tags)
     assert data.base_model is None  # a local checkpoint: the Hub links only ids
     (result,) = data.eval_results
+    assert not report["package"]["embeddings"]["compressed"]  # so the bundle runs the IR's INT8 model as it is
     assert (result.metric_type, result.metric_value) == ("accuracy", report["accuracy"]["openvino_int8"]["accuracy"])
     assert result.dataset_split == report["accuracy"]["split"] and result.task_type == "text-classification"
     text = card.text
@@ -406,13 +407,27 @@ def test_the_ir_and_the_bundle_carry_a_model_card_that_verify_covers(packaged, c
     assert "No dense reference was measured in this run" in text
     assert "README.md" in json.loads((bundle / "manifest.json").read_text())["files"]
     ir_card = ModelCard.load(packaged.run_dir / "openvino" / "README.md")
-    assert ir_card.data.eval_results == data.eval_results and "SparseModel" in ir_card.text
+    (ir_result,) = ir_card.data.eval_results
+    assert ir_result.metric_value == report["accuracy"]["openvino_int8"]["accuracy"] and "SparseModel" in ir_card.text
     assert not (bundle / "model" / "README.md").exists()  # the bundle has one card, at its root
 
     readme = copy / "README.md"
     readme.write_text(readme.read_text().replace("library_name: openvino", "library_name: OpenVINO"))  # same size
     with pytest.raises(BundleError, match="^README.md: sha256 differs"):
         verify(copy)
+
+
+def test_a_bundle_with_compressed_embeddings_states_the_accuracy_measured_on_them(packaged):
+    """When the bundle's embeddings were compressed, its card's model-index is the bundle's own score."""
+    from pofa_openvino.model_card import card_data
+    from pofa_openvino.package import _with_bundle_accuracy
+    from pofa_openvino.recipe import load_recipe
+
+    report, spec = packaged.report, load_recipe(packaged.run_dir / "recipe.yaml")
+    embeddings = {"requested": True, "compressed": True, "accuracy": 0.5, "change": -0.01}
+    (result,) = card_data(_with_bundle_accuracy(report, embeddings), spec).eval_results
+    assert result.metric_value == 0.5 and "the bundle" in result.metric_name
+    assert _with_bundle_accuracy(report, {**embeddings, "compressed": False}) is report
 
 
 def _with_model(spec, name: str, **data):
