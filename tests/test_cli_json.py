@@ -51,11 +51,15 @@ def test_recipes_json_lists_valid_and_broken_recipes(tmp_path, capsys):
     assert sst2["task"] == "text-classification" and sst2["dataset"] == "glue/sst2" and sst2["error"] is None
     assert sst2["expected"]["accuracy"] == MODELS["Intel/bert-base-uncased-sparse-90-unstructured-pruneofa"] \
         .published["sst2"]["accuracy"]
-    assert listed["prune-once-minilm.yaml"]["task"] is None and listed["prune-once-minilm.yaml"]["prune_once_sparsity"]
+    # A prune-once recipe (no task): its target sparsity. Written here: the shipped one reads ../shared/data.
+    (tmp_path / "text.txt").write_text("some unlabeled text\n")
+    (tmp_path / "once.yaml").write_text("name: once\nmodel: {name_or_path: offline:all-MiniLM-L6-v2}\n"
+                                        "pretrain: {text_files: [text.txt], pruning: {target_sparsity: 0.85}}\n")
     (tmp_path / "broken.yaml").write_text("name: broken\nmodel: {name_or_path: ./nowhere}\n")
     assert main(["recipes", str(tmp_path), "--json"]) == 0  # one bad recipe is listed as such
-    (broken,) = _json(capsys)["recipes"]
+    broken, once = _json(capsys)["recipes"]
     assert broken["file"] == "broken.yaml" and broken["error"].startswith(str(tmp_path / "broken.yaml"))
+    assert once["task"] is None and once["prune_once_sparsity"] == 0.85 and once["error"] is None
 
 
 def test_validate_json_answers_for_every_file_and_exits_2_on_a_bad_one(tmp_path, capsys):
