@@ -61,16 +61,27 @@ LOCATION = {errno.EROFS: "read-only file system", errno.EACCES: "permission deni
             errno.ENAMETOOLONG: "name too long"}
 
 
-def os_failure(exc: OSError, path: str | Path | None = None) -> OutputError:
+def os_failure(exc: OSError, path: str | Path | None = None, output: Path | None = None) -> OutputError:
     """One line for an ``OSError`` (``path`` names the file when the error does not, as after a
-    failed ``write``): ``no space left on device while writing PATH`` or ``PATH: read-only file system``."""
+    failed ``write``): ``no space left on device while writing PATH`` or ``PATH: read-only file system``.
+    The advice to choose another output location comes only where the failing path is ``output``, in
+    it or on the way to it (a permission error on an input file is that file's problem)."""
     where = exc.filename or path
     if exc.errno in FULL:
         return OutputError(f"{FULL[exc.errno]} while writing {where or 'a file'}")
     if exc.errno in LOCATION and where:
-        return OutputError(f"{where}: {LOCATION[exc.errno]}; choose another output location", exit_code=2)
+        always = exc.errno in (errno.EROFS, errno.EEXIST)  # only outputs meet these
+        hint = "; choose another output location" if always or _on_the_way(where, output) else ""
+        return OutputError(f"{where}: {LOCATION[exc.errno]}{hint}", exit_code=2)
     detail = " ".join(str(exc.strerror or exc).split())
     return OutputError(f"{where}: {detail}" if where else f"{type(exc).__name__}: {detail}")
+
+
+def _on_the_way(where: str | Path, output: Path | None) -> bool:
+    if output is None:
+        return False
+    failing, output = Path(where).absolute(), output.absolute()
+    return failing == output or output in failing.parents or failing in output.parents
 
 
 def disk_error(exc: BaseException) -> bool:
@@ -79,15 +90,15 @@ def disk_error(exc: BaseException) -> bool:
 
 
 @contextmanager
-def os_errors(path: str | Path | None = None) -> Iterator[None]:
-    """Any ``OSError`` inside becomes a one-line :class:`OutputError`; a broken pipe is left to the CLI,
-    which ends quietly on it."""
+def os_errors(path: str | Path | None = None, output: Path | None = None) -> Iterator[None]:
+    """Any ``OSError`` inside becomes a one-line :class:`OutputError` (``output``: the directory being
+    written, see :func:`os_failure`); a broken pipe is left to the CLI, which ends quietly on it."""
     try:
         yield
     except BrokenPipeError:
         raise
     except OSError as exc:
-        raise os_failure(exc, path) from exc
+        raise os_failure(exc, path, output) from exc
 
 
 def listed(values: list[str], limit: int = 10) -> str:

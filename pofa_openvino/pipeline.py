@@ -93,8 +93,13 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
     world = join()
     if not world.is_main:
         return _follow(world)
-    with _Orders(world) as orders, os_errors():
+    with _Orders(world) as orders, os_errors(output=_run_dir(spec, output_dir)):
         return _lead(spec, orders, output_dir, resume, force, pruning, smoke)
+
+
+def _run_dir(spec: Recipe, output_dir: str | Path | None) -> Path:
+    """Where a run writes: ``output_dir``, else ``runs/<name>``."""
+    return Path(output_dir or Path("runs") / spec.name).resolve()
 
 
 def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: bool, force: bool, pruning: Any,
@@ -107,7 +112,7 @@ def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: 
                               key="training")
         spec = spec.model_copy(update={"pruning": section_from_inc(pruning)})
     _refuse_unsupported(spec)
-    run_dir = Path(output_dir or Path("runs") / spec.name).resolve()
+    run_dir = _run_dir(spec, output_dir)
     with locked(run_dir):
         return _run_in(spec, orders, run_dir, claim(run_dir, spec.name, resume, force), smoke)
 

@@ -84,7 +84,7 @@ def write_failure(exc: BaseException, target: Path, probe: Path | None = None) -
     if isinstance(exc, OutputError):
         return exc
     if isinstance(exc, OSError):
-        return os_failure(exc, target) if disk_error(exc) else None
+        return os_failure(exc, target, target) if disk_error(exc) else None
     if not _WRITER_FAILURE.search(str(exc)):
         return None
     folder = next((p for p in (probe or target, *(probe or target).parents) if p.exists()), Path("/"))

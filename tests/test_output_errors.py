@@ -179,3 +179,14 @@ def test_any_verb_writing_to_an_impossible_place_is_one_line(tmp_path, capsys):
     assert main(["init", "--model", "offline:all-MiniLM-L6-v2", "--task", "sst2", "-o", str(target)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"{blocker}: exists and is not a directory; choose another output location", err
+
+
+def test_an_unreadable_input_is_not_called_an_output_location(tmp_path):
+    """A permission error on a file the run reads names the file, without sending the user elsewhere."""
+    from pofa_openvino.errors import os_failure
+
+    data, run = tmp_path / "train.csv", tmp_path / "run"
+    denied = PermissionError(errno.EACCES, "Permission denied", str(data))
+    assert str(os_failure(denied, output=run)) == f"{data}: permission denied"
+    inside = PermissionError(errno.EACCES, "Permission denied", str(run / "checkpoint"))
+    assert str(os_failure(inside, output=run)).endswith("permission denied; choose another output location")
