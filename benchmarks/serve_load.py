@@ -114,15 +114,14 @@ def main() -> int:
 
 def token_lengths(bundle: Bundle, texts: list[str]) -> np.ndarray:
     """Each text's token count under the bundle's own tokenizer (the real lengths served)."""
-    tokens = {out.get_any_name(): value for out, value in bundle.tokenizer({0: np.array(texts)}).items()}
-    return tokens["attention_mask"].sum(axis=1)
+    return bundle.tokens(texts)["attention_mask"].sum(axis=1)
 
 
 def padded_infer(bundle: Bundle, text: str, width: int) -> dict[str, np.ndarray]:
     """Baseline A: tokenize one text, pad it on the right to ``width`` tokens (pad id, mask 0) as a
     fixed-shape deployment does, and run it: the cost of ignoring how short real text is."""
-    tokens = {out.get_any_name(): value for out, value in bundle.tokenizer({0: np.array([text])}).items()}
-    extra = max(0, width - tokens["input_ids"].shape[1])
+    tokens = bundle.tokens([text])
+    extra = max(0, width - tokens["input_ids"].shape[1])  # a fixed width, not the batch's longest: np.pad
     padded = {name: np.pad(value, ((0, 0), (0, extra)),
                            constant_values=bundle.pad_token_id if name == "input_ids" else 0)
               for name, value in tokens.items()}
@@ -139,13 +138,8 @@ def baseline(infer: Callable[[str], Any], texts: list[str], duration_s: float) -
         began = time.perf_counter()
         times = timed_runs(lambda: infer(next(cycle)), duration_s, MIN_RUNS)
         wall = time.perf_counter() - began
-    return {"sentences_per_s": len(times) / wall, "latency_ms": percentiles(times), "wall_s": wall,
+    return {"sentences_per_s": len(times) / wall, "latency_ms": latency_summary(times), "wall_s": wall,
             "other_processes_cpu_share": other.share}
-
-
-def percentiles(times: list[float]) -> dict[str, Any]:
-    """bench's latency summary (median = p50, p90, mean, runs) with the p99 a serving goal is stated in."""
-    return {**latency_summary(times), "p99_ms": float(np.percentile(np.asarray(times) * 1e3, 99))}
 
 
 def headline(figures: dict[str, Any]) -> str:
@@ -294,7 +288,7 @@ def load_test(server: Server, model: str, texts: list[str], requests: int, concu
             labels.setdefault(index, set()).update(served)
     for connection in (c.connection for c in clients + warm):
         connection.close()
-    figures = {"sentences_per_s": len(times) / wall, "latency_ms": percentiles(times) if times else None,
+    figures = {"sentences_per_s": len(times) / wall, "latency_ms": latency_summary(times) if times else None,
                "wall_s": wall, "requests": requests, "answered": len(times), "errors": len(errors),
                "error_examples": errors[:5], "warmup_requests": WARMUP * concurrency,
                "warmup_errors": sum(len(c.errors) for c in warm),
