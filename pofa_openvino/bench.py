@@ -510,7 +510,7 @@ def bench_target(target: str | Path, settings: Settings, output: str | Path | No
     """Benchmark a run directory (the result joins its report), an OpenVINO IR directory or a HF
     checkpoint (written to ``output``, default ``runs/bench-<name>``), also on ``texts`` when given (a
     run's default: its recipe's ``benchmark.texts``). Returns the report and its dir."""
-    from .errors import PofaError
+    from .errors import UsageError
     from .runtime import IR_FILE
 
     target = Path(target).resolve()
@@ -532,7 +532,7 @@ def bench_target(target: str | Path, settings: Settings, output: str | Path | No
             export_ir(str(target), ir_dir, task)
         variants = [Variant("torch_fp32", "torch", target, task), *ir_variants(out / "openvino-fp32", task)]
     else:
-        raise PofaError(f"{target} is not a run directory (manifest.json), an OpenVINO IR directory "
+        raise UsageError(f"{target} is not a run directory (manifest.json), an OpenVINO IR directory "
                         f"({IR_FILE}) or a Hugging Face checkpoint (config.json)")
     from .report import markdown
     from .rundir import write_json, write_text

@@ -138,7 +138,7 @@ def test_bench_command_on_an_ir_directory_and_a_checkpoint(benchmarked, tiny_ber
 
 
 def test_bench_command_refuses_bad_targets_and_options(tmp_path, capsys):
-    assert main(["bench", str(tmp_path)]) == 1
+    assert main(["bench", str(tmp_path)]) == 2  # bad input, as a command-line error
     assert "not a run directory" in capsys.readouterr().err
     assert main(["bench", str(tmp_path), "--duration", "0"]) == 2  # a bad option is bad input
     assert "--duration" in capsys.readouterr().err
