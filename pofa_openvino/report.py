@@ -188,9 +188,10 @@ def gap_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         training = teacher["training"]
         rows[0] = (rows[0][0], f"{rows[0][1]}, {training['steps']} steps, {training['seconds']:.0f} s")
     if gap:
-        verdict = "over report.max_gap: see the log for what to change" if gap["exceeded"] else "within report.max_gap"
+        limit = f"report.max_gap {gap['max_gap_points']:.1f}"
+        verdict = f"over {limit}: see the log for what to change" if gap["exceeded"] else f"within {limit}"
         rows.append((f"gap to dense ({RUNNERS.get(gap['measured'], gap['measured'])})",
-                     f"{gap['points'][metric]:.2f} points of {metric} ({verdict} {gap['max_gap_points']:.1f})"))
+                     f"{gap['points'][metric]:.2f} points of {metric} ({verdict})"))
     return rows
 
 

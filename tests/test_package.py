@@ -456,7 +456,8 @@ def test_a_card_names_its_hub_base_model_the_gap_and_no_local_path(packaged):
                         "exceeded": True}}
     distilled = spec.model_copy(update={"distillation": DistillationSection(teacher=teacher)})
     text = model_card({**packaged.report, "accuracy": accuracy}, distilled, {"CPU": {}})
-    assert "| gap to dense (OpenVINO INT8) | 15.62 points of accuracy (over report.max_gap" in text
+    assert ("| gap to dense (OpenVINO INT8) | 15.62 points of accuracy (over report.max_gap 2.0: see the log for "
+            "what to change) |") in text
     assert "distillation.teacher (my-teacher)" in text and "/somewhere" not in text
     assert spec.model.name_or_path not in text and "Sparse weight decompression is off" in text
 
