@@ -11,16 +11,18 @@ import gc
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .measure import BUSY, OtherLoad, PeakMemory, latency_summary, sequential_throughput, timed_runs
+from .provenance import BENCHMARK_LIBRARIES as VERSIONS
+from .provenance import machine, versions
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,6 @@ LABELS = {
 }
 BASELINES = ("torch_fp32", "openvino_int8")
 MAX_TEXTS = 1000  # real-text figures use at most this many texts, spread over the file
-BUSY = 0.1  # above this share of the CPU used by other processes, a benchmark is flagged unreliable
-VERSIONS = ("pofa-openvino", "openvino", "torch", "transformers", "nncf", "numpy")
-_FLAGS = {"amx": ("amx_tile", "amx_int8"), "amx_bf16": ("amx_bf16",), "avx512_vnni": ("avx512_vnni",),
-          "avx512_bf16": ("avx512_bf16",), "avx512f": ("avx512f",), "avx2": ("avx2",)}
 
 
 @dataclass(frozen=True)
@@ -85,96 +83,6 @@ def settings_from(section: Any) -> Settings:
     """Settings from a recipe's ``benchmark`` section (or the ``bench`` command's options)."""
     return Settings(sequence_lengths=tuple(section.sequence_lengths), batch_size=section.batch_size,
                     duration_s=section.duration_s, threads=section.threads)
-
-
-# --- the measurements -------------------------------------------------------------------------------
-
-def timed_runs(infer: Callable[[], Any], duration_s: float, min_runs: int) -> list[float]:
-    """Seconds of single synchronous runs, for ``duration_s`` and at least ``min_runs`` runs."""
-    times: list[float] = []
-    end = time.perf_counter() + duration_s
-    while len(times) < min_runs or time.perf_counter() < end:
-        began = time.perf_counter()
-        infer()
-        times.append(time.perf_counter() - began)
-    return times
-
-
-def latency_summary(times: list[float]) -> dict[str, Any]:
-    """Median, p90, p99 and mean in milliseconds."""
-    ms = np.asarray(times) * 1e3
-    return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "runs": len(times)}
-
-
-def sequential_throughput(infer: Callable[[], Any], duration_s: float, batch_size: int) -> dict[str, Any]:
-    """Back-to-back synchronous runs: what an engine without async requests delivers."""
-    infer()
-    count, began = 0, time.perf_counter()
-    while count == 0 or time.perf_counter() - began < duration_s:
-        infer()
-        count += 1
-    return {"items_per_s": count * batch_size / (time.perf_counter() - began), "requests": 1, "mode": "sequential"}
-
-
-class OtherLoad:
-    """The share of the machine's CPU time that other processes used while the block ran (Linux
-    ``/proc/stat`` minus this process's own CPU time); None where the OS cannot tell. A benchmark that
-    shared the CPU is not a measurement of the engines, and is flagged as such."""
-
-    def __enter__(self) -> OtherLoad:
-        self.share: float | None = None
-        self._start = _cpu_seconds()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        end = _cpu_seconds()
-        if self._start is not None and end is not None and end[0] > self._start[0]:
-            total, busy, own = (b - a for a, b in zip(self._start, end, strict=True))
-            self.share = max(0.0, (busy - own) / total)
-
-
-def _cpu_seconds() -> tuple[float, float, float] | None:
-    """(all CPUs' time, their busy time, this process's CPU time), in seconds."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    own = os.times()
-    return sum(fields[:8]) / tick, (sum(fields[:8]) - fields[3] - fields[4]) / tick, own.user + own.system
-
-
-class PeakMemory:
-    """Peak resident memory of this process inside the block (Linux: VmHWM, reset through clear_refs),
-    and how much that is above the resident memory at its start. None where the OS cannot tell."""
-
-    def __enter__(self) -> PeakMemory:
-        self.start_mb, self.peak_mb = _status_mb("VmRSS"), None
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            self._resettable = True
-        except OSError:
-            self._resettable = False
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._resettable:
-            self.peak_mb = _status_mb("VmHWM")
-
-    @property
-    def added_mb(self) -> float | None:
-        return None if self.peak_mb is None or self.start_mb is None else self.peak_mb - self.start_mb
-
-
-def _status_mb(key: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def dummy_inputs(names: Iterable[str], batch_size: int, length: int, vocab_size: int, seed: int = 0
@@ -347,7 +255,7 @@ def benchmark(variants: list[Variant], settings: Settings,
                     "not reliable; rerun on an otherwise idle machine", 100 * other.share)
     found = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "machine": {**machine(settings.cores), "other_processes_cpu_share": other.share},
-             "versions": versions(), "settings": {**asdict(settings), "sequence_lengths": list(lengths),
+             "versions": versions(VERSIONS), "settings": {**asdict(settings), "sequence_lengths": list(lengths),
                                                   "throughput_sequence_length": settings.throughput_length,
                                                   "threads": settings.cores},
              "variants": results, "ratios": {f"vs_{base}": ratios(results, base) for base in BASELINES
@@ -430,26 +338,6 @@ def model_bytes(variant: Variant) -> int:
     return sum(p.stat().st_size for pattern in ENGINES[variant.engine].files for p in variant.path.glob(pattern))
 
 
-def machine(cores: int) -> dict[str, Any]:
-    """CPU model, cores used and the instruction sets the INT8/BF16/sparse kernels depend on."""
-    from .runtime import cpu_info
-
-    model, flags = cpu_info()
-    return {"cpu": model, "cores_used": cores, "logical_cpus": os.cpu_count(), "os": platform.platform(),
-            "flags": {name: set(needed) <= flags for name, needed in _FLAGS.items()}}
-
-
-def versions(names: Iterable[str] = VERSIONS) -> dict[str, str | None]:
-    """Installed versions by distribution name (None when not installed)."""
-    found: dict[str, str | None] = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 # --- what a target holds ----------------------------------------------------------------------------
 
 def task_of(checkpoint: Path) -> str:
@@ -503,60 +391,3 @@ def write_results(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:
             figures["path"] = str(path.relative_to(out_dir))
     result["charts"] = write_charts(result, out_dir, "benchmark")
     return result
-
-
-def bench_target(target: str | Path, settings: Settings, output: str | Path | None = None,
-                 force: bool = False, texts: list[str] | None = None) -> tuple[dict[str, Any], Path]:
-    """Benchmark a run directory (the result joins its report), an OpenVINO IR directory or a HF
-    checkpoint (written to ``output``, default ``runs/bench-<name>``), also on ``texts`` when given (a
-    run's default: its recipe's ``benchmark.texts``). Returns the report and its dir."""
-    from .errors import UsageError
-    from .runtime import IR_FILE
-
-    target = Path(target).resolve()
-    if (target / "manifest.json").is_file() and (target / "recipe.yaml").is_file():
-        from .pipeline import benchmark_run
-
-        return benchmark_run(target, settings, texts), target
-    out = Path(output or Path("runs") / f"bench-{target.name}").resolve()
-    if (target / IR_FILE).is_file():
-        _claim_output(out, force)
-        variants = ir_variants(target, task_of(target))
-    elif (target / "config.json").is_file():
-        from .export import export_ir
-        from .rundir import staged_dir
-
-        _claim_output(out, force)
-        task = task_of(target)
-        with staged_dir(out / "openvino-fp32") as ir_dir:
-            export_ir(str(target), ir_dir, task)
-        variants = [Variant("torch_fp32", "torch", target, task), *ir_variants(out / "openvino-fp32", task)]
-    else:
-        raise UsageError(f"{target} is not a run directory (manifest.json), an OpenVINO IR directory "
-                        f"({IR_FILE}) or a Hugging Face checkpoint (config.json)")
-    from .report import markdown
-    from .rundir import write_json, write_text
-
-    report = {"target": str(target), "benchmark": write_results(benchmark(variants, settings, texts=texts), out)}
-    write_json(out / "report.json", report)
-    write_text(out / "report.md", markdown(report))
-    return report, out
-
-
-BENCH_ENTRIES = ("report.json", "report.md", "benchmark", "openvino-fp32")
-
-
-def _claim_output(out: Path, force: bool) -> None:
-    """An empty or new directory; a non-empty one only with ``force``, which removes only our entries."""
-    import shutil
-
-    from .errors import PofaError
-
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise PofaError(f"{out} is not empty; choose another output directory (-o) or pass --force to "
-                            f"replace the benchmark's files in it ({', '.join(BENCH_ENTRIES)})")
-        for name in BENCH_ENTRIES:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)

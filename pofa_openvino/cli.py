@@ -199,7 +199,8 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
     from pydantic import ValidationError
     from rich.table import Table
 
-    from .bench import bench_target, settings_from
+    from .bench import settings_from
+    from .bench_target import bench_target
     from .data.text import read_texts
     from .errors import UsageError
     from .recipe import BenchmarkSection

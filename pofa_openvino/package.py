@@ -14,10 +14,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from .bench import versions as bench_versions
 from .bundle import DETOKENIZER, FORMAT, FORMAT_VERSION, MANIFEST, SELFTEST_TOLERANCE, TOKENIZER, Bundle, verify
 from .errors import StageError
 from .model_card import CARD, write_card
+from .provenance import RUNTIME_LIBRARIES, versions
 from .rundir import sha256_file, staged_dir
 from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
 
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 SELFTEST_SAMPLES = 4
 TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
-RUNTIME_REQUIREMENTS = ("pofa-openvino", "openvino", "openvino-tokenizers", "numpy")
 # What each target's runtime config asks of the CPU plugin (benchmark_app -load_config shape).
 TARGET_HINTS = {"xeon-amx": {"PERFORMANCE_HINT": "THROUGHPUT"}, "xeon": {"PERFORMANCE_HINT": "THROUGHPUT"},
                 "edge": {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}}
@@ -115,13 +114,12 @@ def _sparse_rate(ir_dir: Path, target: str) -> dict[str, str]:
 
 
 def _manifest(recipe: Any, report: dict[str, Any], target: str, data: Any, tokenizer: dict[str, Any]) -> dict:
-    versions = bench_versions(RUNTIME_REQUIREMENTS)
     accuracy = report.get("accuracy", {})
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "name": recipe.name, "task": recipe.task,
             "labels": data.labels, "max_sequence_length": recipe.data.max_seq_length,
             "max_answer_length": recipe.data.max_answer_length, **tokenizer, "target": target,
             "source": {"recipe": recipe.name, "recipe_sha256": report["recipe"]["sha256"]},
-            "requires": {name: f"=={version}" for name, version in versions.items()},
+            "requires": {name: f"=={version}" for name, version in versions(RUNTIME_LIBRARIES).items()},
             "figures": {"sparsity": report.get("sparsity", {}).get("overall"),
                         "sparse_rate": report.get("runtime", {}).get("sparse_rate"),
                         "accuracy": {k: accuracy[k] for k in ("torch_fp32", "openvino_int8") if k in accuracy},

@@ -20,9 +20,9 @@ import yaml
 
 from . import report as report_md
 from . import stages
-from .bench import versions
 from .distributed import World, join
 from .errors import PofaError, RecipeError, StageError, os_errors
+from .provenance import RUN_LIBRARIES, versions
 from .recipe import Recipe, load_recipe
 from .rundir import (
     MANIFEST_FORMAT,
@@ -38,10 +38,6 @@ from .rundir import (
 )
 
 log = logging.getLogger(__name__)
-
-LIBRARIES = ("pofa-openvino", "openvino", "openvino-tokenizers", "torch", "transformers", "neural-compressor",
-             "nncf", "optimum-intel", "datasets", "numpy")
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -332,7 +328,7 @@ def _new_manifest(spec: Recipe, previous: dict[str, Any] | None) -> dict[str, An
     return {"format": MANIFEST_FORMAT, "recipe_name": spec.name, "recipe_source": spec.source,
             "recipe_sha256": spec.digest(), "created": (previous or {}).get("created", _now()), "updated": _now(),
             "seed": spec.training.seed if spec.training else None,
-            "versions": versions(LIBRARIES), "inputs": {}, "stages": {}}
+            "versions": versions(RUN_LIBRARIES), "inputs": {}, "stages": {}}
 
 
 def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict[str, Any]:

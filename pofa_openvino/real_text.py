@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .batching import pad
+from .measure import latency_summary
 
 SORTED_BATCH = 32
 
@@ -38,8 +39,6 @@ def token_lengths(rows: list[dict[str, np.ndarray]]) -> dict[str, float]:
 def measure(engine: Any, rows: list[dict[str, np.ndarray]], duration_s: float, pad_token_id: int = 0
             ) -> dict[str, Any]:
     """The real-text figures of one engine: every phase runs at least one full pass over the texts."""
-    from .bench import latency_summary
-
     names = engine.input_names
     singles = [engine.runner({n: row[n][None] for n in names}) for row in rows]
     times = _passes(singles, duration_s)

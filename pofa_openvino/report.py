@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bench import BUSY
+from .measure import BUSY
 
 
 def merged(report: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:

@@ -179,10 +179,3 @@ class SparseModel:
         return {name: np.zeros(shape, np.int64) if name == "token_type_ids" else np.ones(shape, np.int64)
                 for name in self.input_names}
 
-
-if __name__ == "__main__":  # python -m pofa_openvino.runtime BUNDLE TEXT... : the bundle runner
-    import sys
-
-    from .cli import main
-
-    sys.exit(main(["predict", *sys.argv[1:]]))

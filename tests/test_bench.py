@@ -147,7 +147,8 @@ def test_bench_command_refuses_bad_targets_and_options(tmp_path, capsys):
 
 
 def test_sequence_lengths_beyond_the_model_are_skipped_and_said(benchmarked, tmp_path, caplog):
-    from pofa_openvino.bench import Settings, bench_target
+    from pofa_openvino.bench import Settings
+    from pofa_openvino.bench_target import bench_target
 
     settings = Settings(sequence_lengths=(8, 4096), duration_s=0.02, threads=1)
     report, _ = bench_target(Path(benchmarked.run_dir / "openvino"), settings, tmp_path / "out")

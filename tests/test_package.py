@@ -92,7 +92,7 @@ def test_runner_needs_only_the_base_install(packaged, tmp_path):
     assert install.returncode == 0, install.stderr[-2000:]
     assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0
     assert subprocess.run([str(python), "-c", "import transformers"], capture_output=True).returncode != 0
-    ran = subprocess.run([str(python), "-m", "pofa_openvino.runtime", str(packaged.run_dir / "package"), *TEXTS],
+    ran = subprocess.run([str(python), "-m", "pofa_openvino", "predict", str(packaged.run_dir / "package"), *TEXTS],
                          capture_output=True, text=True, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     remote = [json.loads(line) for line in ran.stdout.splitlines()]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .classification import ClassificationData, Example, load_classification
+from .classification import ClassificationData, load_classification
+from .example import Example
 from .qa import QAData, QAExample, load_qa
 
 

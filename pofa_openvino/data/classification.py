@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import DataError, listed
 from ..metrics import classification_metrics
+from .example import Example
 from .hub import load_hub_dataset
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,6 @@ GLUE: dict[str, tuple[tuple[str, ...], list[str], tuple[str, ...]]] = {
     "qqp": (("question1", "question2"), ["not_duplicate", "duplicate"], ("validation",)),
     "qnli": (("question", "sentence"), ["entailment", "not_entailment"], ("validation",)),
 }
-
-
-@dataclass(frozen=True)
-class Example:
-    texts: tuple[str, ...]
-    label: int
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from .classification import Example
+from .example import Example
 
 _SUBJECTS = ["the movie", "this film", "the story", "the acting", "the soundtrack", "the ending",
              "the script", "the cast", "the director's work", "the plot", "the dialogue", "the pacing"]

@@ -1,0 +1,60 @@
+"""The ``bench`` command: benchmark whatever it is pointed at. A finished run is measured like its
+recipe's benchmark stage and the result joins its report; an OpenVINO IR directory or a Hugging Face
+checkpoint gets a report directory of its own. Why apart from :mod:`.bench`: this is the one place
+that knows runs, exports and reports, so the measuring library below it stays light and acyclic."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .bench import Settings, Variant, benchmark, ir_variants, task_of, write_results
+from .errors import PofaError, UsageError
+from .export import export_ir
+from .pipeline import benchmark_run
+from .report import markdown
+from .rundir import staged_dir, write_json, write_text
+from .runtime import IR_FILE
+
+
+def bench_target(target: str | Path, settings: Settings, output: str | Path | None = None,
+                 force: bool = False, texts: list[str] | None = None) -> tuple[dict[str, Any], Path]:
+    """Benchmark a run directory (the result joins its report), an OpenVINO IR directory or a HF
+    checkpoint (written to ``output``, default ``runs/bench-<name>``), also on ``texts`` when given (a
+    run's default: its recipe's ``benchmark.texts``). Returns the report and its dir."""
+    target = Path(target).resolve()
+    if (target / "manifest.json").is_file() and (target / "recipe.yaml").is_file():
+        return benchmark_run(target, settings, texts), target
+    out = Path(output or Path("runs") / f"bench-{target.name}").resolve()
+    if (target / IR_FILE).is_file():
+        _claim_output(out, force)
+        variants = ir_variants(target, task_of(target))
+    elif (target / "config.json").is_file():
+        _claim_output(out, force)
+        task = task_of(target)
+        with staged_dir(out / "openvino-fp32") as ir_dir:
+            export_ir(str(target), ir_dir, task)
+        variants = [Variant("torch_fp32", "torch", target, task), *ir_variants(out / "openvino-fp32", task)]
+    else:
+        raise UsageError(f"{target} is not a run directory (manifest.json), an OpenVINO IR directory "
+                        f"({IR_FILE}) or a Hugging Face checkpoint (config.json)")
+    report = {"target": str(target), "benchmark": write_results(benchmark(variants, settings, texts=texts), out)}
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", markdown(report))
+    return report, out
+
+
+BENCH_ENTRIES = ("report.json", "report.md", "benchmark", "openvino-fp32")
+
+
+def _claim_output(out: Path, force: bool) -> None:
+    """An empty or new directory; a non-empty one only with ``force``, which removes only our entries."""
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise PofaError(f"{out} is not empty; choose another output directory (-o) or pass --force to "
+                            f"replace the benchmark's files in it ({', '.join(BENCH_ENTRIES)})")
+        for name in BENCH_ENTRIES:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
