@@ -21,7 +21,7 @@ import yaml
 from . import report as report_md
 from . import stages
 from .distributed import World, join
-from .errors import PofaError, RecipeError, StageError, os_errors
+from .errors import PofaError, StageError, os_errors
 from .provenance import RUN_LIBRARIES, versions
 from .recipe import Recipe, load_recipe
 from .rundir import (
@@ -38,6 +38,7 @@ from .rundir import (
 )
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -103,11 +104,7 @@ def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: 
     if pruning is not None:
         from .prune import section_from_inc
 
-        if spec.training is None:
-            raise RecipeError("pruning happens during fine-tuning: add a `training` section", source=spec.source,
-                              key="training")
-        spec = spec.model_copy(update={"pruning": section_from_inc(pruning)})
-    _refuse_unsupported(spec)
+        spec = spec.model_copy(update={"pruning": section_from_inc(pruning)})  # validated: it needs `training`
     run_dir = _run_dir(spec, output_dir)
     with locked(run_dir):
         return _run_in(spec, orders, run_dir, claim(run_dir, spec.name, resume, force), smoke)
@@ -119,7 +116,6 @@ def _run_in(spec: Recipe, orders: _Orders, run_dir: Path, previous: dict[str, An
         from .smoke import smoke_recipe
 
         spec = smoke_recipe(spec, run_dir / "smoke")
-        _refuse_unsupported(spec)
     manifest = _new_manifest(spec, previous)
     write_text(run_dir / "recipe.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     ctx = stages.StageContext(recipe=spec, run_dir=run_dir, outputs={}, world=orders.world)
@@ -243,24 +239,6 @@ def _record(run_dir: Path, manifest: dict[str, Any], spec: Recipe, stage: str, s
                                  "seconds": round(time.perf_counter() - began, 2), "outputs": {}, "report": report}
     write_json(run_dir / "manifest.json", manifest)
     return _write_report(run_dir, manifest, spec)
-
-
-def _refuse_unsupported(spec: Recipe) -> None:
-    """Settings this release cannot carry out are refused before anything runs."""
-    if spec.package is not None and spec.quantization is None and spec.export is None:
-        raise RecipeError("the package bundles the OpenVINO IR: add a `quantization` (or `export`) section",
-                          source=spec.source, key="package")
-    quantization = spec.quantization
-    if quantization is not None and quantization.approach == "qat" and spec.training is None:
-        raise RecipeError("qat fine-tunes the fake-quantized model with the `training` section: add one",
-                          source=spec.source, key="quantization.approach")
-    if quantization is not None and quantization.approach == "qat" and (quantization.op_name_dict or
-                                                                        quantization.op_type_dict):
-        raise RecipeError("op_name_dict / op_type_dict apply to post-training INT8 (static, weight_only); "
-                          "qat quantizes every Linear", source=spec.source, key="quantization.approach")
-    if quantization is not None and quantization.accuracy_criterion is not None and quantization.approach != "static":
-        raise RecipeError("accuracy_criterion applies to approach: static (NNCF reverts layers to float until "
-                          "the metric holds)", source=spec.source, key="quantization.accuracy_criterion")
 
 
 def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any], fingerprint: str,

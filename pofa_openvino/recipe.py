@@ -11,8 +11,9 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -29,6 +30,9 @@ from pydantic import (
 from . import yaml_lines
 from .errors import RecipeError
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 log = logging.getLogger(__name__)
 
 PATTERN_HELP = "use unstructured, NxM (4x1, 1x4), N:M (2:4), channelx1, 1xchannel or mha (attention heads)"
@@ -44,6 +48,18 @@ class Section(BaseModel):
     sparsity, ``"yes"`` not a yes/no value; only an integer where a float is asked is taken as it is."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, strict=True)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with ``update`` applied, validated as a loaded section is: pydantic's own copy skips
+        validation, and a change made in Python (``--smoke``, an INC config) must not carry a recipe past
+        a rule that ``validate`` checks. Unchanged sections inside are taken as they are (already valid)."""
+        copied = super().model_copy(update=update, deep=deep)
+        if not update:
+            return copied
+        checked = self.model_validate({name: getattr(copied, name) for name in copied.model_fields_set})
+        for name, value in (copied.__pydantic_private__ or {}).items():
+            setattr(checked, name, value)
+        return checked
 
     @field_validator("*", mode="before")
     @classmethod
@@ -210,7 +226,8 @@ class PruningSection(PrunerGroup):
         """Each group's key prefix and its settings, the section's own values filling what a group leaves out."""
         if not self.pruning_configs:
             return [("", self)]
-        return [(f"pruning_configs[{i}].", self.model_copy(update=group.model_dump(exclude_none=True)))
+        return [(f"pruning_configs[{i}].", self.model_copy(update={**group.model_dump(exclude_none=True),
+                                                                    "pruning_configs": []}))
                 for i, group in enumerate(self.pruning_configs)]
 
     def back_loaded(self, steps: int) -> list[tuple[str, str]]:
@@ -463,10 +480,16 @@ class QuantizationSection(Section):
     training: TrainingSection | None = None
 
     @model_validator(mode="after")
-    def _training_is_qat(self) -> QuantizationSection:
+    def _fits_the_approach(self) -> QuantizationSection:
         if self.training is not None and self.approach != "qat":
             raise KeyedError(f"training is the budget of quantization-aware training: it needs `approach: qat` "
                              f"(approach {self.approach} does not train)", "training")
+        if self.approach == "qat" and (self.op_name_dict or self.op_type_dict):
+            raise KeyedError("op_name_dict / op_type_dict apply to post-training INT8 (static, weight_only); "
+                             "qat quantizes every Linear", "approach")
+        if self.accuracy_criterion is not None and self.approach != "static":
+            raise KeyedError("accuracy_criterion applies to approach: static (NNCF reverts layers to float until "
+                             "the metric holds)", "accuracy_criterion")
         return self
 
 
@@ -532,6 +555,9 @@ class Recipe(Section):
         for section in ("pruning", "distillation"):
             if getattr(self, section) is not None and self.training is None:
                 raise ValueError(f"`{section}` happens during fine-tuning: add a `training` section")
+        if self.quantization is not None and self.quantization.approach == "qat" and self.training is None:
+            raise KeyedError("qat fine-tunes the fake-quantized model with the `training` section: add one",
+                             "quantization", "approach")
         unpruned = {"training": "this recipe has no `pruning` section" if self.pruning is None else None,
                     "distillation.teacher_training": "the teacher is not pruned",
                     "quantization.training": "quantization-aware training prunes nothing (its zeros are locked)"}
@@ -544,6 +570,21 @@ class Recipe(Section):
             raise ValueError("`data` is missing: the task stages need it (a prune-once recipe without a task "
                              "has only `model` and `pretrain`)")
         return self
+
+    @model_validator(mode="after")
+    def _package_has_an_ir(self) -> Recipe:
+        if self.package is not None and self.quantization is None and self.export is None:
+            raise KeyedError("the package bundles the OpenVINO IR: add a `quantization` (or `export`) section",
+                             "package")
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Recipe:
+        """A validated copy (see :meth:`Section.model_copy`); a rule it breaks is a :class:`RecipeError` at the
+        line of the recipe's file that the rule names."""
+        try:
+            return super().model_copy(update=update, deep=deep)
+        except ValidationError as exc:
+            raise _recipe_error(exc, self.source, self._lines, {}) from None
 
     def _section(self, key: str) -> Any:
         """The section at a dotted key (``quantization.training``), or None where a part is absent."""
@@ -665,12 +706,18 @@ def _validate(data: dict[str, Any], name: str, lines: yaml_lines.LineMap, origin
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        error = _deepest_branch(exc.errors(include_url=False))
-        loc = tuple(part for part in error["loc"] if not _UNION_BRANCH.match(str(part)))
-        loc += getattr(error.get("ctx", {}).get("error"), "key", ())  # a section's rule about one of its keys
-        key = yaml_lines.dotted(loc)
-        source, line = _where(key, name, lines, origins)
-        raise RecipeError(_describe(error, loc), source=source, line=line, key=key or "(top level)") from None
+        raise _recipe_error(exc, name, lines, origins) from None
+
+
+def _recipe_error(exc: ValidationError, name: str, lines: yaml_lines.LineMap, origins: dict[str, str]
+                  ) -> RecipeError:
+    """The one line for a failed validation: the file (or ``--set``), the line and the key it names."""
+    error = _deepest_branch(exc.errors(include_url=False))
+    loc = tuple(part for part in error["loc"] if not _UNION_BRANCH.match(str(part)))
+    loc += getattr(error.get("ctx", {}).get("error"), "key", ())  # a section's rule about one of its keys
+    key = yaml_lines.dotted(loc)
+    source, line = _where(key, name, lines, origins)
+    return RecipeError(_describe(error, loc), source=source, line=line, key=key or "(top level)")
 
 
 # pydantic names the branch of a union that failed (``literal['auto','off']``, ``float``): not a key.

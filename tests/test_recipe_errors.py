@@ -24,6 +24,7 @@ pruning:
   pattern: 4x1
   target_sparsity: 0.9
 """
+NO_TRAINING = GOOD.split("training:")[0]
 
 CASES = {
     "bad pattern": (GOOD.replace("pattern: 4x1", "pattern: x4"), 9, "pruning.pattern",
@@ -112,7 +113,20 @@ CASES = {
                               "greater than or equal to 0"),
     "hidden weight of 0": (GOOD + "distillation:\n  teacher: offline:all-MiniLM-L6-v2\n  hidden_states:\n"
                            "    weight: 0\n", 14, "distillation.hidden_states.weight", "greater than 0"),
+    # Cross-section rules: the schema holds them all, so `validate` refuses what `run` would.
+    "package without an IR": (GOOD + "package:\n  target: edge\n", 11, "package",
+                              "the package bundles the OpenVINO IR: add a `quantization` (or `export`) section"),
+    "qat without training": (NO_TRAINING + "quantization:\n  approach: qat\n", 7, "quantization.approach",
+                             "qat fine-tunes the fake-quantized model with the `training` section"),
+    "qat with op overrides": (GOOD + "quantization:\n  approach: qat\n  op_type_dict:\n    Linear:\n"
+                              "      weight: {dtype: [fp32]}\n", 12, "quantization.approach",
+                              "op_name_dict / op_type_dict apply to post-training INT8"),
+    "accuracy criterion without static": (GOOD + "quantization:\n  approach: weight_only\n  accuracy_criterion:\n"
+                                          "    tolerable_loss: 0.02\n", 13, "quantization.accuracy_criterion",
+                                          "accuracy_criterion applies to approach: static"),
 }
+CROSS_SECTION = ("package without an IR", "qat without training", "qat with op overrides",
+                 "accuracy criterion without static")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -126,6 +140,38 @@ def test_malformed_recipe_is_one_line(case, tmp_path, capsys):
     prefix = f"{path}:{line}: " + (f"{key}: " if key else "")
     assert err.startswith(prefix), err
     assert message in err, err
+
+
+@pytest.mark.parametrize("case", CROSS_SECTION)
+def test_run_refuses_what_validate_refuses_with_the_same_line_before_any_stage(case, tmp_path, capsys):
+    text, *_ = CASES[case]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 2
+    refused = capsys.readouterr().err.strip()
+    assert main(["run", str(path), "-o", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == refused
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_changed_in_python_is_validated_again(tmp_path):
+    from pydantic import ValidationError
+
+    from pofa_openvino.errors import RecipeError
+    from pofa_openvino.recipe import PackageSection, QuantizationSection, load_recipe
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(NO_TRAINING)
+    spec = load_recipe(path)
+    with pytest.raises(RecipeError, match=r"recipe\.yaml: package: the package bundles the OpenVINO IR"):
+        spec.model_copy(update={"package": PackageSection()})
+    with pytest.raises(RecipeError, match="qat fine-tunes"):
+        spec.model_copy(update={"quantization": QuantizationSection(approach="qat")})
+    with pytest.raises(ValidationError, match="accuracy_criterion applies"):
+        QuantizationSection().model_copy(update={"approach": "weight_only", "accuracy_criterion": {}})
+    kept = spec.model_copy(update={"quantization": QuantizationSection()})
+    assert kept.source == str(path) and kept.quantization.approach == "static"
+    assert kept.quantization.model_fields_set == set()  # what the file left out stays "left out"
 
 
 def test_good_recipe_validates(tmp_path, capsys):
