@@ -1,11 +1,11 @@
-# Two commands: `make demo` (set up, then run the offline quickstart) and `make test`.
+# Two commands: `make demo` (set up, then run the offline quickstart) and `make test` (CI runs it).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pofa-installed
 RUN_DIR ?= runs/quickstart
 
-.PHONY: setup demo test fuzz lint lock clean peers bench-distilbert catalogue
+.PHONY: setup demo test test-fast fuzz lint lock clean peers bench-distilbert catalogue
 
 setup: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/pofa-openvino run recipes/quickstart.yaml -o $(RUN_DIR) --resume
 
-test: setup
+# CI runs this: the linter, then every test.
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The edit loop: the linter and the tests not marked slow (no real training, export or quantization).
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The property-based tests with many more cases than `make test` runs.
 fuzz: setup
