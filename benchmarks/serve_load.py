@@ -7,14 +7,17 @@ sentences/s with p99 latency under 50 ms, and the same labels as `predict`.
     .venv/bin/python benchmarks/serve_load.py [--bundle runs/quickstart/package]   # ~1 min, CPU otherwise idle
 
 Needs the bundle (`make demo` leaves the default one), the `serve` extra, and ``../shared/data/sst2/dev.tsv``
-(or ``--texts``). The server runs as a subprocess on a free loopback port and stops on SIGTERM; the
-clients are threads of this process, each with its own keep-alive connection, sending a fixed number
-of requests (every text twice by default). Results: ``benchmarks/results/serve_load-<bundle name>.{json,md}``.
+(or ``--texts``). The server runs as a subprocess on a free loopback port and stops on SIGTERM. The clients
+run in this process, each with its own keep-alive connection, and send every text once (warm-up, untimed)
+then a fixed number of requests (every text twice by default), twice over: on one asyncio event loop (the
+light load generator, the goal's figure) and as threads with ``http.client`` (the first one, for comparison).
+Results: ``benchmarks/results/serve_load-<bundle name>.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import itertools
 import json
@@ -32,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +52,12 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 CLI = Path(sys.executable).with_name("pofa-openvino")
 PADDED_LENGTH = 128
-WARMUP = 10  # untimed runs per baseline, and untimed requests per client before the load test
+WARMUP = 10  # untimed runs before baseline A
 MIN_RUNS = 10  # timed runs per baseline, however short --duration is
 GOAL_RATIO, GOAL_P99_MS = 2.5, 50.0  # issue 20
+# The served phases, in order: the goal's figure with the light client, then the first load
+# generator's (threads), so that the two can be compared on the same server.
+SERVED = (("served", "asyncio"), ("served_threads", "threads"))
 BATCH_LOG = re.compile(r"served (\d+) sequences in (\d+) batches \(mean batch ([\d.]+), (\d+)% of computed tokens "
                        r"were padding\)")
 
@@ -60,7 +67,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--bundle", type=Path, default=ROOT / "runs" / "quickstart" / "package")
     parser.add_argument("--texts", type=Path, default=ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv")
     parser.add_argument("--column", default="text", help="the texts' column in a csv/tsv/jsonl file")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (threads)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (keep-alive connections)")
     parser.add_argument("--requests", type=int, help="requests in all, one sentence each (default: every text twice)")
     parser.add_argument("--max-batch", type=int, default=32, help="passed to serve")
     parser.add_argument("--max-delay-ms", type=float, default=2.0, help="passed to serve")
@@ -90,24 +97,29 @@ def main() -> int:
     phases: dict[str, Any] = {}
     log.info("%d texts, median %.0f tokens; baselines: %g s each", len(texts), np.median(token_lengths(bundle, texts)),
              args.duration)
-    for phase, infer in (("padded", lambda text: padded_infer(bundle, text, PADDED_LENGTH)),
-                         ("real_length", lambda text: bundle.outputs([text]))):
-        phases[phase] = baseline(infer, texts, args.duration)
+    for phase, infer, warmup in (("padded", lambda text: padded_infer(bundle, text, PADDED_LENGTH), WARMUP),
+                                 ("real_length", lambda text: bundle.outputs([text]), len(texts))):
+        phases[phase] = baseline(infer, texts, args.duration, warmup)
         log.info("baseline %s: %s", phase, headline(phases[phase]))
     expected = [p["label"] for p in bundle.predict(texts)]
+    answers: dict[int, set[str]] = {}
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         server = Server(args.bundle, Path(tmp) / "server.log", args.max_batch, args.max_delay_ms, args.streams)
         try:
-            phases["served"], answers = load_test(server, bundle.manifest["name"], texts, requests, args.clients)
-            log.info("served: %s", headline(phases["served"]))
-            answers = complete_answers(server, bundle.manifest["name"], texts, answers, args.clients)
+            for phase, kind in SERVED:
+                phases[phase], labels = load_test(server, bundle.manifest["name"], texts, requests, args.clients,
+                                                   kind)
+                log.info("%s (%s clients): %s", phase, kind, headline(phases[phase]))
+                for index, served in labels.items():
+                    answers.setdefault(index, set()).update(served)
         finally:
             exit_code, server_log = server.stop()
     phases["served"]["server"] = {"exit_code": exit_code, "batching": batching_stats(server_log),
                                   "log_tail": server_log.splitlines()[-5:]}
     check = check_labels(texts, expected, answers)
     write_results(summary(args, bundle, texts, requests, phases, check), args.results_dir, name)
-    return 1 if phases["served"]["errors"] or check["unanswered"] or exit_code != 0 else 0  # broken, not slow
+    errors = sum(phases[phase]["errors"] for phase, _ in SERVED)
+    return 1 if errors or check["unanswered"] or exit_code != 0 else 0  # broken, not slow
 
 
 # --- the baselines -----------------------------------------------------------------------------------
@@ -128,11 +140,13 @@ def padded_infer(bundle: Bundle, text: str, width: int) -> dict[str, np.ndarray]
     return bundle.model.infer(padded)
 
 
-def baseline(infer: Callable[[str], Any], texts: list[str], duration_s: float) -> dict[str, Any]:
-    """Batch 1, synchronous, texts in turn for ``duration_s`` after a few untimed runs:
-    sentences/s over the wall time, and each call's latency (tokenization included, as the server's is)."""
+def baseline(infer: Callable[[str], Any], texts: list[str], duration_s: float, warmup: int) -> dict[str, Any]:
+    """Batch 1, synchronous, texts in turn for ``duration_s`` after ``warmup`` untimed runs (A: a few,
+    every run has the same shape; B: every text once, each new length is a new shape, see
+    :func:`load_test`): sentences/s over the wall time, and each call's latency (tokenization
+    included, as the server's is)."""
     cycle = itertools.cycle(texts)
-    for _ in range(WARMUP):
+    for _ in range(warmup):
         infer(next(cycle))
     with OtherLoad() as other:
         began = time.perf_counter()
@@ -206,95 +220,133 @@ def free_port() -> int:
 
 
 @dataclass
-class Client:
-    """One keep-alive connection sending single-sentence infer requests; what it saw is kept."""
+class Seen:
+    """What one load's clients saw: each answer's latency, the labels served by text index, the errors."""
 
-    port: int
-    path: str
     times: list[float] = field(default_factory=list)
-    labels: dict[int, set[str]] = field(default_factory=dict)  # text index -> labels served for it
+    labels: dict[int, set[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-
-    def send(self, index: int, text: str) -> None:
-        """One request, timed from sending to the whole answer read; any failure counts as an error
-        (and a fresh connection is opened for the next one)."""
-        body = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]})
-        began = time.perf_counter()
-        try:
-            self.connection.request("POST", self.path, body, {"Content-Type": "application/json"})
-            response = self.connection.getresponse()
-            answer = response.read()
-            elapsed = time.perf_counter() - began
-            if response.status != 200:
-                raise ValueError(f"HTTP {response.status}: {answer[:200]!r}")
-            label = next(o["data"][0] for o in json.loads(answer)["outputs"] if o["name"] == "label")
-        except (OSError, http.client.HTTPException, ValueError, KeyError, StopIteration) as exc:
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-            self.connection.close()
-            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            return
+    def answered(self, index: int, elapsed: float, answer: bytes) -> None:
+        self.labels.setdefault(index, set()).add(
+            next(o["data"][0] for o in json.loads(answer)["outputs"] if o["name"] == "label"))
         self.times.append(elapsed)
-        self.labels.setdefault(index, set()).add(label)
-
-    def drain(self, work: queue.SimpleQueue, texts: list[str], start: threading.Barrier | None = None) -> None:
-        """Take request numbers until none are left (a closed loop: each client waits for its answer)."""
-        if start is not None:
-            start.wait()
-        while True:
-            try:
-                number = work.get_nowait()
-            except queue.Empty:
-                return
-            self.send(number % len(texts), texts[number % len(texts)])
 
 
-def run_clients(clients: list[Client], texts: list[str], numbers: Iterable[int]) -> float:
-    """Every client in its own thread over one shared list of request numbers (texts round-robin);
-    the wall time from the common start to the last answer."""
+def request_body(text: str) -> bytes:
+    """One sentence as an infer request, in the protocol's JSON."""
+    return json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]}).encode()
+
+
+ANSWER_ERRORS = (OSError, http.client.HTTPException, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                 ValueError, KeyError, StopIteration)
+
+
+def thread_clients(port: int, path: str, texts: list[str], numbers: Iterable[int], concurrency: int
+                   ) -> tuple[float, Seen]:
+    """The first load generator: ``concurrency`` threads, each with its own keep-alive
+    ``http.client`` connection, over one shared list of request numbers (texts round-robin); the wall
+    time from the common start to the last answer."""
     work: queue.SimpleQueue = queue.SimpleQueue()
     for number in numbers:
         work.put(number)
-    start = threading.Barrier(len(clients) + 1)
-    threads = [threading.Thread(target=c.drain, args=(work, texts, start)) for c in clients]
+    seen, start = Seen(), threading.Barrier(concurrency + 1)
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        start.wait()
+        while True:
+            try:
+                index = work.get_nowait() % len(texts)
+            except queue.Empty:
+                break
+            began = time.perf_counter()
+            try:
+                connection.request("POST", path, request_body(texts[index]), {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                answer = response.read()
+                if response.status != 200:
+                    raise ValueError(f"HTTP {response.status}: {answer[:200]!r}")
+                seen.answered(index, time.perf_counter() - began, answer)
+            except ANSWER_ERRORS as exc:  # counted; the next request gets a fresh connection
+                seen.errors.append(f"{type(exc).__name__}: {exc}")
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     start.wait()
     began = time.perf_counter()
     for thread in threads:
         thread.join()
-    return time.perf_counter() - began
+    return time.perf_counter() - began, seen
 
 
-def load_test(server: Server, model: str, texts: list[str], requests: int, concurrency: int
+def asyncio_clients(port: int, path: str, texts: list[str], numbers: Iterable[int], concurrency: int
+                    ) -> tuple[float, Seen]:
+    """The light load generator: ``concurrency`` keep-alive HTTP/1.1 connections on one asyncio
+    event loop, each sending a request and reading its answer (status line, headers, Content-Length
+    bytes) in turn. Why: clients and server share the CPU, and the threads and ``http.client``'s
+    header parsing of :func:`thread_clients` cost the server about 3x this one's CPU per request."""
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ".encode()
+    work, seen = iter(numbers), Seen()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for number in work:
+            index = number % len(texts)
+            body = request_body(texts[index])
+            began = time.perf_counter()
+            try:
+                writer.write(b"%s%d\r\n\r\n%s" % (head, len(body), body))
+                status, *headers = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+                length = next(int(value) for name, _, value in (h.partition(b":") for h in headers)
+                              if name.lower() == b"content-length")
+                answer = await reader.readexactly(length)
+                if status.split()[1] != b"200":
+                    raise ValueError(f"{status.decode()}: {answer[:200]!r}")
+                seen.answered(index, time.perf_counter() - began, answer)
+            except ANSWER_ERRORS as exc:  # counted; the next request gets a fresh connection
+                seen.errors.append(f"{type(exc).__name__}: {exc}")
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+
+    async def load() -> float:
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+        began = time.perf_counter()
+        await asyncio.gather(*(client(*connection) for connection in connections))
+        return time.perf_counter() - began
+
+    return asyncio.run(load()), seen
+
+
+CLIENTS = {"asyncio": asyncio_clients, "threads": thread_clients}
+
+
+def load_test(server: Server, model: str, texts: list[str], requests: int, concurrency: int, kind: str
               ) -> tuple[dict[str, Any], dict[int, set[str]]]:
-    """Warm up (untimed, every client), then ``requests`` single-sentence requests from ``concurrency``
-    clients: sentences/s, latency percentiles and errors; and the labels served by text index."""
-    path = f"/v2/models/{model}/infer"
-    warm = [Client(server.port, path) for _ in range(concurrency)]
-    run_clients(warm, texts, range(WARMUP * concurrency))
-    clients = [Client(server.port, path) for _ in range(concurrency)]
+    """Warm up (every text once, untimed: OpenVINO compiles its kernels for each new input shape on
+    first use, measured at about twice a run's time), then ``requests`` single-sentence requests from
+    ``concurrency`` clients of ``kind``: sentences/s, latency percentiles and errors; and the labels
+    served by text index."""
+    run = partial(CLIENTS[kind], server.port, f"/v2/models/{model}/infer", texts)
+    _, warm = run(range(len(texts)), concurrency)
     server_before, own_before = server.cpu_seconds(), own_cpu_seconds()
     with OtherLoad() as other:
-        wall = run_clients(clients, texts, range(requests))
+        wall, seen = run(range(requests), concurrency)
     server_after, own_after = server.cpu_seconds(), own_cpu_seconds()
-    times = [t for c in clients for t in c.times]
-    errors = [e for c in clients for e in c.errors]
-    labels: dict[int, set[str]] = {}
-    for client in clients:
-        for index, served in client.labels.items():
-            labels.setdefault(index, set()).update(served)
-    for connection in (c.connection for c in clients + warm):
-        connection.close()
-    figures = {"sentences_per_s": len(times) / wall, "latency_ms": latency_summary(times) if times else None,
-               "wall_s": wall, "requests": requests, "answered": len(times), "errors": len(errors),
-               "error_examples": errors[:5], "warmup_requests": WARMUP * concurrency,
-               "warmup_errors": sum(len(c.errors) for c in warm),
+    figures = {"client": kind, "sentences_per_s": len(seen.times) / wall,
+               "latency_ms": latency_summary(seen.times) if seen.times else None,
+               "wall_s": wall, "requests": requests, "answered": len(seen.times), "errors": len(seen.errors),
+               "error_examples": seen.errors[:5], "warmup_requests": len(texts), "warmup_errors": len(warm.errors),
                "server_cpu_s": None if server_before is None or server_after is None else server_after - server_before,
                "clients_cpu_s": own_after - own_before,
                "other_processes_cpu_share": besides_server(other.share, server_before, server_after, wall)}
+    labels = warm.labels
+    for index, served in seen.labels.items():
+        labels.setdefault(index, set()).update(served)
     return figures, labels
 
 
@@ -310,24 +362,6 @@ def besides_server(share: float | None, before: float | None, after: float | Non
     if share is None or before is None or after is None:
         return share
     return max(0.0, share - (after - before) / (wall_s * (os.cpu_count() or 1)))
-
-
-def complete_answers(server: Server, model: str, texts: list[str], answers: dict[int, set[str]],
-                     concurrency: int) -> dict[int, set[str]]:
-    """Texts the load test did not send (fewer requests than texts) are sent now, untimed and as
-    concurrently, so that the label check covers the whole file."""
-    missing = [i for i in range(len(texts)) if i not in answers]
-    if missing:
-        clients = [Client(server.port, f"/v2/models/{model}/infer") for _ in range(concurrency)]
-        run_clients(clients, texts, missing)
-        for client in clients:
-            client.connection.close()
-            for index, served in client.labels.items():
-                answers.setdefault(index, set()).update(served)
-        errors = [e for c in clients for e in c.errors]
-        if errors:
-            log.error("%d of the check's %d requests failed: %s", len(errors), len(missing), errors[0])
-    return answers
 
 
 def batching_stats(server_log: str) -> dict[str, Any] | None:
@@ -356,7 +390,8 @@ def summary(args: argparse.Namespace, bundle: Bundle, texts: list[str], requests
     """Everything measured, the ratios computed from it, and the goal's verdict."""
     served, padded, real = phases["served"], phases["padded"], phases["real_length"]
     ratios = {"served_vs_padded": served["sentences_per_s"] / padded["sentences_per_s"],
-              "served_vs_real_length": served["sentences_per_s"] / real["sentences_per_s"]}
+              "served_vs_real_length": served["sentences_per_s"] / real["sentences_per_s"],
+              "served_threads_vs_padded": phases["served_threads"]["sentences_per_s"] / padded["sentences_per_s"]}
     p99 = served["latency_ms"]["p99_ms"] if served["latency_ms"] else float("inf")
     goal = {"clients": args.clients, "ratio_needed": GOAL_RATIO, "p99_ms_needed": GOAL_P99_MS,
             "ratio_met": ratios["served_vs_padded"] >= GOAL_RATIO, "p99_met": p99 < GOAL_P99_MS,
@@ -379,7 +414,8 @@ def summary(args: argparse.Namespace, bundle: Bundle, texts: list[str], requests
         "bundle": {"path": shown(args.bundle), "name": bundle.manifest["name"], "target": bundle.manifest["target"]},
         "texts": {"file": shown(args.texts), "count": len(texts), "median_tokens": float(np.median(lengths)),
                   "p90_tokens": float(np.percentile(lengths, 90)), "max_tokens": int(lengths.max())},
-        "baseline_padded": padded, "baseline_real_length": real, "served": served, "labels": check,
+        "baseline_padded": padded, "baseline_real_length": real, "served": served,
+        "served_threads": phases["served_threads"], "labels": check,
         "ratios": ratios, "goal": goal,
     }
 
@@ -395,23 +431,28 @@ def markdown(result: dict[str, Any]) -> list[str]:
     """The headline table, the ratios, the checks and the goal's verdict, for a reader."""
     settings, served, texts = result["settings"], result["served"], result["texts"]
     compiled, check = settings["baseline_compiled"], result["labels"]
+    streams = settings.get("streams")
+    batching = (f"{settings['clients']} clients, batches <= {settings['max_batch']} within "
+                f"{settings['max_delay_ms']:g} ms" + (f", {streams} stream(s)" if streams else ""))
     rows = [("baseline_padded", "padded", f"A: batch 1, padded to {settings['padded_length']} tokens"),
             ("baseline_real_length", "real_length", "B: batch 1, real length"),
-            ("served", "served", f"served, {settings['clients']} clients, batches <= {settings['max_batch']} "
-                                 f"within {settings['max_delay_ms']:g} ms"
-                                 + (f", {settings['streams']} stream(s)" if settings.get("streams") else ""))]
+            ("served", "served", f"**served, {batching}, asyncio clients**"),
+            ("served_threads", "served_threads", f"served, {batching}, thread clients (the first load generator)")]
     shares = result["machine"]["other_processes_cpu_share"]
     return [f"# Serving {result['bundle']['name']}: load test ({result['date'][:10]})", "",
             f"Bundle {result['bundle']['path']} on {result['machine']['cpu']}, {result['machine']['cores_used']} "
             f"cores; openvino {result['versions']['openvino']}. Texts: {texts['file']} ({texts['count']}, median "
             f"{texts['median_tokens']:.0f} tokens, p90 {texts['p90_tokens']:.0f}, max {texts['max_tokens']}). "
             f"Baselines ({settings['baseline_duration_s']:g} s each): {baseline_threads(compiled)}. Served: "
-            f"{served['requests']} requests after {served['warmup_requests']} warm-up; CPU time meanwhile "
-            f"{cpu_line(served)}.", "",
+            f"{served['requests']} requests after {served['warmup_requests']} warm-up (every text once) per client "
+            f"kind; CPU time meanwhile, asyncio clients: {cpu_line(served)}; thread clients: "
+            f"{cpu_line(result['served_threads'])}.", "",
             "| | sentences/s | p50 ms | p90 ms | p99 ms | other processes' CPU |", "|---|---:|---:|---:|---:|---:|",
             *(table_row(label, result[key], shares[phase]) for key, phase, label in rows), "",
-            f"Served / A: **{result['ratios']['served_vs_padded']:.2f}x**; served / B: "
-            f"{result['ratios']['served_vs_real_length']:.2f}x. Errors: {served['errors']}; server exit code "
+            f"Served / A: **{result['ratios']['served_vs_padded']:.2f}x** (thread clients: "
+            f"{result['ratios']['served_threads_vs_padded']:.2f}x); served / B: "
+            f"{result['ratios']['served_vs_real_length']:.2f}x. Errors: {served['errors']} (thread clients: "
+            f"{result['served_threads']['errors']}); server exit code "
             f"{served['server']['exit_code']}. {batching_line(served['server']['batching'])}",
             f"Labels against `predict` on all {check['texts']} texts: {check['mismatches']} mismatches, "
             f"{check['unanswered']} unanswered.", "", verdict(result["goal"]),

@@ -1,17 +1,22 @@
 """Dynamic batching for the server: texts that arrive together are tokenized in one call and run as
-one batch on OpenVINO's ``AsyncInferQueue``, grouped by token length so padding stays small. Why: a
-sentence alone costs nearly the per-call overhead of a batch, and padding short text to a fixed length
-wastes most of the work (measured: SST-2 sentences are ~25 tokens, a 128-token pad costs over 2x).
-Tokenizing per request on the event loop took half of its time under load (profiled), so the
-tokenizer runs once per batch, on a worker thread."""
+one batch, grouped by token length so padding stays small. Why: a sentence alone costs nearly the
+per-call overhead of a batch, and padding short text to a fixed length wastes most of the work
+(measured: SST-2 sentences are ~25 tokens, a 128-token pad costs over 2x).
+
+Each of the batcher's worker threads (one per infer request) takes a batch from the queue, tokenizes,
+infers and post-processes it, and hands the results to the event loop in one call: one thread hop
+each way per batch, and the event loop does no per-batch work (profiled: with single-sentence
+requests, every hop and every per-request numpy call on the loop came out of inference's CPU)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,25 +28,31 @@ class Overloaded(PofaError):
     """More sequences waiting than the server admits (HTTP 503: try again later)."""
 
 
-Tokens = dict[str, np.ndarray]  # one text's unpadded token arrays by input name
-# Texts (and their second texts) to one token row each, in one call.
-Tokenize = Callable[[list[str], list[str] | None], list[Tokens]]
+# Texts (and their second texts) to the tokenizer's outputs by name, padded to the longest text, in
+# one call; it must be safe to call from several threads at once.
+Tokenize = Callable[[list[str], list[str] | None], dict[str, np.ndarray]]
+# A batch's outputs by name and its token ids to one result per row (on a worker thread).
+Finish = Callable[[dict[str, np.ndarray], np.ndarray], list[Any]]
+
+
+@dataclass
+class Pending:
+    """One request's texts on their way: its future gets every row's result in order, or the first error."""
+
+    future: asyncio.Future
+    rows: list[Any]
+    left: int
 
 
 @dataclass
 class Sequence:
-    """One text (and its second text), its tokens once the batcher has tokenized it, and where its
-    outputs go."""
+    """One text (and its second text), and where its result goes."""
 
     text: str
     pair: str | None
-    done: asyncio.Future
-    arrived: float  # the event loop's clock
-    tokens: Tokens | None = None
-
-    @property
-    def length(self) -> int:
-        return len(self.tokens["input_ids"])
+    pending: Pending
+    index: int
+    arrived: float = field(default_factory=time.monotonic)
 
 
 def length_groups(lengths: list[int], max_batch: int) -> list[list[int]]:
@@ -72,168 +83,158 @@ def pad(rows: list[dict[str, np.ndarray]], names: list[str], pad_token_id: int) 
 
 
 class DynamicBatcher:
-    """Runs waiting sequences whenever an infer request is free: all of them up to ``max_batch``,
-    after giving the oldest up to ``max_delay_ms`` for company, in length groups (the oldest one's
-    group first, the rest wait at the front). Each sequence's future gets its row of every output
-    and its token ids, or the error that stopped its batch. At most ``max_queue`` sequences wait or
-    run at once: beyond that :meth:`infer` raises :class:`Overloaded` at once rather than letting
-    latency grow unbounded. Each batch runs synchronously on one of ``jobs`` infer requests (default:
-    OpenVINO's optimal number for the compiled model), each on its own worker thread, so a failed
-    inference reaches its requests instead of leaving them waiting."""
+    """Runs waiting sequences whenever a worker is free: all of them up to ``max_batch``, after giving
+    the oldest up to ``max_delay_ms`` for company, in length groups one after another. Each request's
+    future gets each text's result from ``finish``, or the error that stopped its batch (a tokenizer
+    failure is retried text by text, so one bad text fails only its own request). At most
+    ``max_queue`` sequences wait or run at once: beyond that :meth:`submit` raises :class:`Overloaded`
+    at once rather than letting latency grow unbounded. There are ``jobs`` workers, each with its own
+    infer request (default: OpenVINO's optimal number for the compiled model)."""
 
-    def __init__(self, compiled: Any, tokenize: Tokenize, pad_token_id: int, max_batch: int = 32,
+    def __init__(self, compiled: Any, tokenize: Tokenize, finish: Finish, max_batch: int = 32,
                  max_delay_ms: float = 2.0, max_queue: int = 256, jobs: int = 0):
-        self.tokenize = tokenize
+        self.tokenize, self.finish = tokenize, finish
         self.names = [i.get_any_name() for i in compiled.inputs]
-        self.pad_token_id, self.max_batch, self.max_delay = pad_token_id, max_batch, max_delay_ms / 1000
-        self.max_queue, self.admitted = max_queue, 0
-        jobs = jobs or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self._idle = [compiled.create_infer_request() for _ in range(jobs)]
-        self._inference = ThreadPoolExecutor(jobs, thread_name_prefix="infer")
-        self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
+        self.max_batch, self.max_delay, self.max_queue = max_batch, max_delay_ms / 1000, max_queue
+        self.jobs = jobs or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._requests = [compiled.create_infer_request() for _ in range(self.jobs)]
+        self.admitted = 0
         self.stats = {"batches": 0, "sequences": 0, "tokens": 0, "padded_tokens": 0}
         self._waiting: deque[Sequence] = deque()
-        self._arrived = asyncio.Event()
-        self._free = asyncio.Semaphore(jobs)
-        self._batches: set[asyncio.Task] = set()
+        self._ready = threading.Condition()
+        self._closing = False
+        self._idle = 0  # workers waiting for a batch
+        self._workers: list[threading.Thread] = []
         self._loop: Any = None
-        self._task: asyncio.Task | None = None
-        self.jobs = jobs
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return bool(self._workers) and not self._closing
 
     def start(self) -> None:
+        """Start the workers; results go to the running event loop."""
         self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._run())
-        self._task.add_done_callback(self._stopped)
+        self._workers = [threading.Thread(target=self._work, args=(request,), name=f"infer-{number}", daemon=True)
+                         for number, request in enumerate(self._requests)]
+        for worker in self._workers:
+            worker.start()
 
-    async def infer(self, texts: list[str], pairs: list[str] | None = None
-                    ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """Each text's outputs (its row of every output) and token ids, in the order given."""
+    def submit(self, texts: list[str], pairs: list[str] | None = None) -> asyncio.Future:
+        """Queue a request's texts; the future gets each text's result in the order given.
+        Cancelling it takes the texts not yet computed out of the work."""
         if not self.running:
             raise Overloaded("the server is not running inference (starting or shutting down)")
         if self.admitted + len(texts) > self.max_queue:
             raise Overloaded(f"{self.admitted} sequences already queued (limit {self.max_queue}); retry shortly")
         self.admitted += len(texts)
-        now = self._loop.time()
-        sequences = [Sequence(text, pairs[i] if pairs is not None else None, self._loop.create_future(), now)
+        pending = Pending(self._loop.create_future(), [None] * len(texts), len(texts))
+        pending.future.add_done_callback(partial(self._release, len(texts)))
+        sequences = [Sequence(text, pairs[i] if pairs is not None else None, pending, i)
                      for i, text in enumerate(texts)]
-        self._waiting.extend(sequences)
-        self._arrived.set()
-        try:
-            return list(await asyncio.gather(*(s.done for s in sequences)))
-        finally:
-            for sequence in sequences:  # a failed or cancelled request takes its other texts out of the queue
-                sequence.done.cancel()
-            self.admitted -= len(texts)
+        with self._ready:
+            self._waiting.extend(sequences)
+            self._ready.notify()
+        return pending.future
 
-    async def _run(self) -> None:
-        while True:
-            await self._free.acquire()
-            await self._gather()
-            # A client that went away cancelled its futures: its texts are not computed.
-            self._waiting = deque(s for s in self._waiting if not s.done.done())
-            if not self._waiting:
-                self._free.release()
-                continue
-            batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_batch))]
-            batch = await self._tokenized(batch)
-            if not batch:
-                self._free.release()
-                continue
-            groups = length_groups([s.length for s in batch], self.max_batch)
-            first = next(g for g in groups if 0 in g)
-            self._waiting.extendleft(reversed([batch[i] for i in sorted(set(range(len(batch))) - set(first))]))
-            task = self._loop.create_task(self._compute([batch[i] for i in first]))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+    def _release(self, count: int, future: asyncio.Future) -> None:
+        self.admitted -= count
 
-    async def _tokenized(self, sequences: list[Sequence]) -> list[Sequence]:
-        """The sequences with their tokens: those without are tokenized in one call on the tokenizer
-        thread. If that call fails, each is tried alone, so one bad text fails only its own request."""
-        new = [s for s in sequences if s.tokens is None]
-        if new:
+    def _work(self, request: Any) -> None:
+        """A worker thread: batches until :meth:`close`, each one's results to the loop in one call."""
+        while (batch := self._take()) is not None:
+            results, counts = self._compute(request, batch)
+            self._loop.call_soon_threadsafe(self._deliver, results, counts)
+
+    def _take(self) -> list[Sequence] | None:
+        """Wait for a first sequence, then until ``max_batch`` wait or the oldest has waited
+        ``max_delay``; then take the waiting sequences up to ``max_batch``, shared evenly with the
+        other idle workers (None once closing and none wait). A request cancelled meanwhile (its
+        client went away) is skipped. Why share: requests answered together come back together,
+        and a worker taking them all left the others idle (measured: 8 closed-loop clients on 2
+        streams kept about one core busy of two)."""
+        with self._ready:
+            self._idle += 1
             try:
-                rows = await self._tokenize(new)
-            except Exception:  # noqa: BLE001  (find the texts at fault, below)
-                rows = []
-                for sequence in new:
-                    try:
-                        rows += await self._tokenize([sequence])
-                    except Exception as exc:  # noqa: BLE001  (a tokenizer failure is its request's error)
-                        _fail([sequence], exc)
-                        rows.append(None)
-            for sequence, tokens in zip(new, rows, strict=True):
-                sequence.tokens = tokens
-        return [s for s in sequences if s.tokens is not None and not s.done.done()]
+                while True:
+                    while not self._waiting and not self._closing:
+                        self._ready.wait()
+                    if not self._waiting:
+                        return None
+                    deadline = self._waiting[0].arrived + self.max_delay
+                    while (0 < len(self._waiting) < self.max_batch and not self._closing
+                           and (left := deadline - time.monotonic()) > 0):
+                        self._ready.wait(left)
+                    share = min(self.max_batch, -(-len(self._waiting) // self._idle))
+                    taken = [self._waiting.popleft() for _ in range(min(share, len(self._waiting)))]
+                    if self._waiting:
+                        self._ready.notify()  # the rest is another idle worker's
+                    batch = [s for s in taken if not s.pending.future.done()]
+                    if batch:
+                        return batch
+            finally:
+                self._idle -= 1
 
-    async def _tokenize(self, sequences: list[Sequence]) -> list[Tokens]:
-        pairs = [s.pair for s in sequences] if sequences[0].pair is not None else None
-        rows = await self._loop.run_in_executor(self._tokenizer_thread, self.tokenize, [s.text for s in sequences],
-                                                pairs)
-        if len(rows) != len(sequences):
-            raise RuntimeError(f"the tokenizer gave {len(rows)} rows for {len(sequences)} texts")
-        return rows
-
-    async def _gather(self) -> None:
-        """Wait for a first sequence, then until ``max_batch`` wait or the oldest has waited ``max_delay``."""
-        while not self._waiting:
-            self._arrived.clear()
-            await self._arrived.wait()
-        deadline = self._waiting[0].arrived + self.max_delay
-        while len(self._waiting) < self.max_batch and (left := deadline - self._loop.time()) > 0:
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), left)
-            except TimeoutError:
-                return
-
-    async def _compute(self, group: list[Sequence]) -> None:
-        """One batch on an idle infer request (a worker thread); its outputs, or its error, to its futures."""
-        request = self._idle.pop()
+    def _compute(self, request: Any, batch: list[Sequence]
+                 ) -> tuple[list[tuple[Sequence, Any, BaseException | None]], dict[str, int]]:
+        """Each sequence's result (or error) and the batch's counts: tokenized in one call, then run in
+        length groups. If tokenizing fails, each text is tried alone."""
+        counts = dict.fromkeys(self.stats, 0)
         try:
-            inputs = pad([s.tokens for s in group], self.names, self.pad_token_id)
-            for key, value in (("batches", 1), ("sequences", len(group)), ("tokens", sum(s.length for s in group)),
-                               ("padded_tokens", inputs["input_ids"].size)):
-                self.stats[key] += value
-            outputs = await self._loop.run_in_executor(self._inference, _infer, request, inputs)
-        except Exception as exc:  # noqa: BLE001  (the batch's requests get the error; the server goes on)
-            _fail(group, exc)
-            return
-        finally:
-            self._idle.append(request)
-            self._free.release()
-        for row, sequence in enumerate(group):
-            if not sequence.done.done():  # a client that went away cancelled its future
-                sequence.done.set_result(({name: value[row] for name, value in outputs.items()},
-                                          inputs["input_ids"][row]))
+            tokens = self.tokenize([s.text for s in batch], [s.pair for s in batch] if batch[0].pair is not None
+                                   else None)
+            lengths = tokens["attention_mask"].sum(axis=1).tolist()
+        except Exception as exc:  # noqa: BLE001  (find the texts at fault: each alone)
+            if len(batch) == 1:
+                return [(batch[0], None, exc)], counts
+            results: list[tuple[Sequence, Any, BaseException | None]] = []
+            for sequence in batch:
+                alone, alone_counts = self._compute(request, [sequence])
+                results += alone
+                counts = {key: counts[key] + alone_counts[key] for key in counts}
+            return results, counts
+        results = []
+        for group in length_groups(lengths, self.max_batch):
+            width = max(lengths[i] for i in group)
+            try:
+                inputs = {name: tokens[name][group, :width] for name in self.names}
+                rows = self.finish(_infer(request, inputs), inputs["input_ids"])
+            except Exception as exc:  # noqa: BLE001  (the group's requests get the error; the server goes on)
+                results += [(batch[i], None, exc) for i in group]
+                continue
+            results += [(batch[i], row, None) for i, row in zip(group, rows, strict=True)]
+            for key, value in (("batches", 1), ("sequences", len(group)), ("tokens", sum(lengths[i] for i in group)),
+                               ("padded_tokens", len(group) * width)):
+                counts[key] += value
+        return results, counts
 
-    def _stopped(self, task: asyncio.Task) -> None:
-        """If the batching loop ever dies, no request waits for it: each gets the reason."""
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            _fail(list(self._waiting), Overloaded(f"the batcher stopped ({type(error).__name__}: {error})"))
+    def _deliver(self, results: list[tuple[Sequence, Any, BaseException | None]], counts: dict[str, int]) -> None:
+        """On the event loop: each result to its request's future (a cancelled one takes nothing)."""
+        for key, value in counts.items():
+            self.stats[key] += value
+        for sequence, row, error in results:
+            pending = sequence.pending
+            if pending.future.done():
+                continue
+            if error is not None:
+                pending.future.set_exception(error)
+                continue
+            pending.rows[sequence.index] = row
+            pending.left -= 1
+            if not pending.left:
+                pending.future.set_result(pending.rows)
 
     async def close(self) -> None:
-        """Finish what was admitted, then stop."""
+        """Finish what was admitted, then stop the workers."""
         while self.admitted:
             await asyncio.sleep(0.01)
-        if self._task is not None:
-            self._task.cancel()
-        await asyncio.gather(*([self._task] if self._task else []), *self._batches, return_exceptions=True)
-        self._inference.shutdown()
-        self._tokenizer_thread.shutdown()
+        with self._ready:
+            self._closing = True
+            self._ready.notify_all()
+        for worker in self._workers:
+            await asyncio.to_thread(worker.join)
 
 
 def _infer(request: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A synchronous inference on a worker thread; the outputs copied out of the request's tensors."""
+    """A synchronous inference (OpenVINO releases the GIL); the outputs copied out of the request's tensors."""
     results = request.infer(inputs)
     return {output.get_any_name(): np.array(value) for output, value in results.items()}
-
-
-def _fail(sequences: list[Sequence], error: BaseException) -> None:
-    for sequence in sequences:
-        if not sequence.done.done():  # a cancelled future takes no exception
-            sequence.done.set_exception(error)

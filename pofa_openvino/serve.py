@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,9 +21,20 @@ import numpy as np
 from .batching import DynamicBatcher, Overloaded
 from .bundle import Bundle
 from .errors import PofaError, UsageError
-from .oip import HEADER_LENGTH, Limits, ProtocolError, Signature, error_body, infer_response, parse_infer
+from .oip import (
+    BYTES,
+    HEADER_LENGTH,
+    VERSION,
+    Limits,
+    ProtocolError,
+    Signature,
+    error_body,
+    infer_response,
+    parse_infer,
+)
 
 log = logging.getLogger(__name__)
+INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,7 @@ class ServeOptions:
 
 
 class ServedBundle:
-    """A bundle as a protocol model: tokenizes each request, batches it, and shapes the outputs."""
+    """A bundle as a protocol model: batches each request's texts and shapes the outputs."""
 
     def __init__(self, path: str | Path, options: ServeOptions = ServeOptions(), name: str | None = None):
         properties = {"NUM_STREAMS": str(options.streams)} if options.streams else {}
@@ -59,31 +72,40 @@ class ServedBundle:
         self.name = name or self.bundle.manifest["name"]
         self.signature = Signature.of(self.bundle.manifest)
         self.options = options
-        self.batcher = DynamicBatcher(self.bundle.model.compiled, self.tokenize, self.bundle.pad_token_id,
-                                      options.max_batch, options.max_delay_ms, options.max_queue)
+        # The tokenizer and detokenizer run on their compiled models' one shared infer request each,
+        # and the batcher's workers call them from several threads.
+        self._shared = threading.Lock()
+        self.batcher = DynamicBatcher(self.bundle.model.compiled, self.tokenize, self.finish, options.max_batch,
+                                      options.max_delay_ms, options.max_queue)
 
-    def tokenize(self, texts: list[str], pairs: list[str] | None) -> list[dict[str, np.ndarray]]:
-        """Each text's token arrays, unpadded (the tokenizer pads a call to its longest text); the
-        batcher calls it once per batch, on its tokenizer thread."""
-        tokens = self.bundle.tokens(texts, pairs)
-        lengths = tokens["attention_mask"].sum(axis=1)
-        names = [n for n in self.batcher.names if n in tokens]
-        return [{n: tokens[n][row, :length] for n in names} for row, length in enumerate(lengths)]
+    def tokenize(self, texts: list[str], pairs: list[str] | None) -> dict[str, np.ndarray]:
+        """A batch's token arrays, padded to its longest text (on a batcher thread)."""
+        with self._shared:
+            return self.bundle.tokens(texts, pairs)
 
-    async def infer(self, texts: list[str], pairs: list[str] | None) -> dict[str, np.ndarray | list[str]]:
-        """Every output of the signature for a request's texts."""
-        rows = await self.batcher.infer(texts, pairs)
+    def finish(self, outputs: dict[str, np.ndarray], ids: np.ndarray) -> list[dict[str, Any]]:
+        """Each row's outputs as the signature names them (on a batcher thread, once per batch)."""
         if self.bundle.task == "question-answering":
-            answers = [self.bundle.answer(ids, out["start_logits"], out["end_logits"]) for out, ids in rows]
-            return {"answer": [a["answer"] for a in answers],
-                    "score": np.array([a["score"] for a in answers], np.float32)}
-        logits = np.stack([out["logits"] for out, _ in rows])
+            with self._shared:
+                answers = [self.bundle.answer(ids[i], outputs["start_logits"][i], outputs["end_logits"][i])
+                           for i in range(len(ids))]
+            return [{"answer": a["answer"], "score": a["score"]} for a in answers]
+        logits = outputs["logits"]
         labels, probabilities = self.bundle.classify(logits)
-        return {"label": labels, "scores": probabilities.astype(np.float32), "logits": logits.astype(np.float32)}
+        return [{"label": label, "scores": row, "logits": raw}
+                for label, row, raw in zip(labels, probabilities, logits, strict=True)]
+
+    def values(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray | list[str]]:
+        """A request's rows as one tensor per output: strings as a list, numbers as FP32."""
+        return {name: [row[name] for row in rows] if datatype == BYTES
+                else np.array([row[name] for row in rows], np.float32)
+                for name, datatype in self.signature.outputs.items()}
 
 
 def create_app(served: ServedBundle) -> Any:
-    """The Starlette application: health, server and model metadata, readiness, infer."""
+    """The ASGI application: infer requests go straight to :func:`infer`, past Starlette's routing,
+    middleware and request objects (with one sentence per request, the event loop's work per request
+    is what serving adds to inference); health, metadata and readiness go through Starlette."""
     from importlib.metadata import version
 
     from starlette.applications import Starlette
@@ -92,15 +114,55 @@ def create_app(served: ServedBundle) -> Any:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    def error(message: str, status: int) -> Response:
-        return Response(error_body(message), status, media_type="application/json")
-
-    def model_or_404(request: Request) -> None:
-        name, wanted = request.path_params["name"], request.path_params.get("version")
+    def check_model(name: str, version: str | None = None) -> None:
         if name != served.name:
             raise ProtocolError(f"model {name!r} not found; this server has {served.name!r}", 404)
-        if wanted not in (None, "1"):
-            raise ProtocolError(f"model {name!r} has no version {wanted!r}; it has version 1", 404)
+        if version not in (None, VERSION):
+            raise ProtocolError(f"model {name!r} has no version {version!r}; it has version {VERSION}", 404)
+
+    def failure(exc: Exception, method: str, path: str) -> tuple[int, str, dict[str, str]]:
+        """The status, the one-line message and any extra headers for an exception."""
+        if isinstance(exc, ProtocolError):
+            return exc.status, str(exc), {}
+        if isinstance(exc, Overloaded):
+            return 503, str(exc), {}
+        if isinstance(exc, HTTPException):
+            return exc.status_code, exc.detail, dict(exc.headers or {})  # 405 keeps its Allow header
+        log.error("%s %s failed: %s", method, path, exc)
+        return 500, str(exc) if isinstance(exc, PofaError) else f"internal error ({type(exc).__name__})", {}
+
+    async def infer(scope: dict[str, Any], receive: Any, send: Any, name: str, version: str | None) -> None:
+        """``POST /v2/models/{name}[/versions/{version}]/infer`` as a bare ASGI handler."""
+        headers = [(b"content-type", b"application/json")]
+        try:
+            if scope["method"] != "POST":
+                raise HTTPException(405, headers={"Allow": "POST"})
+            check_model(name, version)
+            sent = dict(scope["headers"])
+            body = await _read_body(receive, sent.get(b"content-length"), served.options.limits.max_request_bytes)
+            header = sent.get(HEADER_LENGTH.lower().encode())
+            parsed = parse_infer(body, header.decode("latin-1") if header is not None else None, served.signature,
+                                 served.options.limits)
+            rows = await _unless_disconnected(receive, served.batcher.submit(parsed.texts, parsed.pairs))
+            try:
+                content, header_length = infer_response(served.name, parsed, served.values(rows))
+            except ValueError:
+                raise PofaError("the model's outputs are not finite (NaN or infinity); "
+                                "`pofa-openvino verify` on the bundle says more") from None
+            status = 200
+            if header_length is not None:
+                headers = [(b"content-type", b"application/octet-stream"),
+                           (HEADER_LENGTH.encode(), str(header_length).encode())]
+        except Exception as exc:  # noqa: BLE001  (every failure is the protocol's error body)
+            status, message, extra = failure(exc, scope["method"], scope["path"])
+            content = error_body(message)
+            headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*headers, (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
+
+    def error(message: str, status: int) -> Response:
+        return Response(error_body(message), status, media_type="application/json")
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -113,39 +175,19 @@ def create_app(served: ServedBundle) -> Any:
                              "extensions": ["binary_tensor_data"]})
 
     async def model_metadata(request: Request) -> Response:
-        model_or_404(request)
+        check_model(**request.path_params)
         return JSONResponse(served.signature.metadata(served.name))
 
     async def model_ready(request: Request) -> Response:
-        model_or_404(request)
+        check_model(**request.path_params)
         ready = served.batcher.running
         return JSONResponse({"name": served.name, "ready": ready}, 200 if ready else 503)
 
-    async def infer(request: Request) -> Response:
-        model_or_404(request)
-        body = await _read_body(request, served.options.limits.max_request_bytes)
-        parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), served.signature, served.options.limits)
-        values = await _unless_disconnected(request, served.infer(parsed.texts, parsed.pairs))
-        try:
-            content, header_length = infer_response(served.name, parsed, values)
-        except ValueError:
-            raise PofaError("the model's outputs are not finite (NaN or infinity); "
-                            "`pofa-openvino verify` on the bundle says more") from None
-        headers = {HEADER_LENGTH: str(header_length)} if header_length is not None else None
-        media = "application/octet-stream" if header_length is not None else "application/json"
-        return Response(content, 200, headers=headers, media_type=media)
-
     async def protocol_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, ProtocolError):
-            return error(str(exc), exc.status)
-        if isinstance(exc, Overloaded):
-            return error(str(exc), 503)
-        if isinstance(exc, HTTPException):
-            answer = error(exc.detail, exc.status_code)
-            answer.headers.update(exc.headers or {})  # 405 keeps its Allow header
-            return answer
-        log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return error(str(exc) if isinstance(exc, PofaError) else f"internal error ({type(exc).__name__})", 500)
+        status, message, headers = failure(exc, request.method, request.url.path)
+        answer = error(message, status)
+        answer.headers.update(headers)
+        return answer
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -162,42 +204,51 @@ def create_app(served: ServedBundle) -> Any:
     versioned = model + "/versions/{version}"
     routes = [Route("/v2", server_metadata), Route("/v2/health/live", live), Route("/v2/health/ready", server_ready)]
     for prefix in (model, versioned):
-        routes += [Route(prefix, model_metadata), Route(prefix + "/ready", model_ready),
-                   Route(prefix + "/infer", infer, methods=["POST"])]
+        routes += [Route(prefix, model_metadata), Route(prefix + "/ready", model_ready)]
     handlers = {ProtocolError: protocol_error, Overloaded: protocol_error, PofaError: protocol_error,
                 HTTPException: protocol_error, Exception: protocol_error}
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    rest = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        match = INFER_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
+        if match:
+            await infer(scope, receive, send, *match.groups())
+        else:
+            await rest(scope, receive, send)
+
+    return app
 
 
-async def _unless_disconnected(request: Any, work: Any) -> Any:
+async def _unless_disconnected(receive: Any, work: asyncio.Future) -> Any:
     """``work``'s result; if the client disconnects first, ``work`` is cancelled, so its texts leave
-    the queue uncomputed (499, which nobody reads). Starlette does not watch for a disconnect itself:
-    after the body, the next ASGI message is ``http.disconnect``, sent only when the client goes away."""
+    the queue uncomputed (499, which nobody reads). After the body, the next ASGI message is
+    ``http.disconnect``, sent only when the client goes away."""
     async def gone() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
+        while (await receive())["type"] != "http.disconnect":
             pass
+        work.cancel()
 
-    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(gone())
+    watcher = asyncio.ensure_future(gone())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
     except asyncio.CancelledError:
-        task.cancel()
+        if watcher.done():
+            raise ProtocolError("the client disconnected before its answer", 499) from None
         raise
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        raise ProtocolError("the client disconnected before its answer", 499)
-    return task.result()
 
 
-async def _read_body(request: Any, limit: int) -> bytes:
+async def _read_body(receive: Any, declared: bytes | None, limit: int) -> bytes:
     """The request body, refused (413) as soon as it passes ``limit`` bytes, before it is all read."""
-    declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ProtocolError(f"request body of {int(declared):,} bytes; the limit is {limit:,}", 413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ProtocolError("the client disconnected before sending its request", 499)
+        chunk, more = message.get("body", b""), message.get("more_body", False)
         size += len(chunk)
         if size > limit:
             raise ProtocolError(f"request body over the limit of {limit:,} bytes", 413)

@@ -232,52 +232,89 @@ def test_length_groups_cover_every_sequence_once_within_the_batch_and_padding_bo
         assert longest <= 2 * shortest + 8
 
 
-def test_the_batcher_refuses_beyond_its_queue_and_answers_in_order():
-    """Against a real compiled model: rows come back in the order given, texts are tokenized once per
-    batch, admission is bounded, a tokenizer failure is the request's error and not the server's end,
-    and the texts of a request whose client went away are not computed."""
+def _sum_model() -> object:
+    """A real compiled model: each row's sum of its input ids, as ``logits``."""
     import openvino as ov
 
     parameters = {n: ov.opset13.parameter([-1, -1], ov.Type.i64, name=n) for n in ("input_ids", "attention_mask")}
     total = ov.opset13.reduce_sum(ov.opset13.convert(parameters["input_ids"], ov.Type.f32), [1], keep_dims=True)
     total.output(0).get_tensor().set_names({"logits"})
-    compiled = ov.Core().compile_model(ov.Model([total], list(parameters.values())), "CPU")
-    calls = []
+    return ov.Core().compile_model(ov.Model([total], list(parameters.values())), "CPU")
 
-    def tokenize(texts: list[str], pairs: list[str] | None) -> list[dict[str, np.ndarray]]:
-        """Text "n" is the tokens 1..n; "boom" cannot be tokenized; "-1" lacks an input."""
+
+def _number_tokenizer(calls: list[int]):
+    """Text "n" is the tokens 1..n, padded with 0 to the longest; "boom" cannot be tokenized; each
+    call's size goes to ``calls``."""
+    def tokenize(texts: list[str], pairs: list[str] | None) -> dict[str, np.ndarray]:
         calls.append(len(texts))
         if "boom" in texts:
             raise RuntimeError("the tokenizer failed")
-        if texts == ["-1"]:  # no attention_mask: the model's input cannot be built
-            return [{"input_ids": np.arange(1, 3)}]
-        return [{"input_ids": np.arange(1, int(t) + 1), "attention_mask": np.ones(int(t), np.int64)} for t in texts]
+        lengths = [int(t) for t in texts]
+        ids = np.zeros((len(texts), max(lengths)), np.int64)
+        for row, length in zip(ids, lengths, strict=True):
+            row[:length] = np.arange(1, length + 1)
+        return {"input_ids": ids, "attention_mask": (ids > 0).astype(np.int64)}
+
+    return tokenize
+
+
+def test_the_batcher_refuses_beyond_its_queue_and_answers_in_order():
+    """Against a real compiled model: rows come back in the order given, texts are tokenized once per
+    batch, admission is bounded, a text the tokenizer fails on fails only its own request, a batch
+    that fails fails its requests and not the server, and the texts of a request whose client went
+    away are not computed."""
+    calls: list[int] = []
+
+    def finish(outputs: dict[str, np.ndarray], ids: np.ndarray) -> list[float]:
+        """Each row's sum; a batch holding text "5" (sum 15) cannot be finished."""
+        sums = outputs["logits"][:, 0].tolist()
+        if 15 in sums:
+            raise ValueError("cannot finish")
+        return sums
 
     async def scenario() -> None:
-        batcher = DynamicBatcher(compiled, tokenize, pad_token_id=0, max_batch=4, max_delay_ms=5, max_queue=6)
+        batcher = DynamicBatcher(_sum_model(), _number_tokenizer(calls), finish, max_batch=4, max_delay_ms=5,
+                                 max_queue=6, jobs=1)
         batcher.start()
         texts = ["3", "40", "1", "7", "2"]
-        rows = await batcher.infer(texts)
-        assert [float(out["logits"][0]) for out, _ in rows] == [sum(range(1, int(t) + 1)) for t in texts]
-        assert calls == [4, 1]  # one tokenizer call per batch of up to max_batch texts
-        waiting = asyncio.ensure_future(batcher.infer(texts[:4]))
-        await asyncio.sleep(0)
+        assert await batcher.submit(texts) == [sum(range(1, int(t) + 1)) for t in texts]
+        assert sorted(calls) == [1, 4]  # one tokenizer call per batch of up to max_batch texts
+        waiting = batcher.submit(texts[:4])
         with pytest.raises(Overloaded, match="limit 6"):
-            await batcher.infer(texts[:3])
+            batcher.submit(texts[:3])
         await waiting
+        calls.clear()
+        bad, good = batcher.submit(["boom"]), batcher.submit(["3"])  # one batch: tokenized together, then alone
+        assert await good == [6] and sorted(calls) == [1, 1, 2]
         with pytest.raises(RuntimeError, match="the tokenizer failed"):
-            await batcher.infer(["boom"])
-        with pytest.raises(KeyError):  # a batch that cannot run fails its request, not the server
-            await batcher.infer(["-1"])
+            await bad
+        with pytest.raises(ValueError, match="cannot finish"):
+            await batcher.submit(["5"])
         assert batcher.running
-        gone = asyncio.ensure_future(batcher.infer(texts[:2]))  # a client that goes away while it waits
-        await asyncio.sleep(0)
+        gone = batcher.submit(texts[:2])  # a client that goes away while it waits
         gone.cancel()
-        assert len(await batcher.infer(texts[2:3])) == 1
+        assert len(await batcher.submit(texts[2:3])) == 1
         await batcher.close()
-        assert not batcher.running and batcher.stats["sequences"] == 10  # the cancelled texts were not computed
+        assert not batcher.running and batcher.admitted == 0
+        assert batcher.stats["sequences"] == 11  # the failed and the cancelled texts were not computed
 
     asyncio.run(scenario())
+
+
+def test_idle_workers_share_what_waits():
+    """Texts that arrive together are split among the idle workers, not all run by the first."""
+    calls: list[int] = []
+
+    async def scenario() -> None:
+        batcher = DynamicBatcher(_sum_model(), _number_tokenizer(calls), lambda outputs, ids: list(ids),
+                                 max_delay_ms=20, jobs=2)
+        batcher.start()
+        await asyncio.sleep(0.1)  # both workers wait for work
+        assert len(await batcher.submit([str(n) for n in range(1, 9)])) == 8
+        await batcher.close()
+
+    asyncio.run(scenario())
+    assert sum(calls) == 8 and max(calls) == 4  # the first took its half; the rest went to the other
 
 
 def test_parse_and_answer_round_trip_the_binary_extension():
