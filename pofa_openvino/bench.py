@@ -365,10 +365,11 @@ def ir_variants(ir_dir: Path, task: str) -> list[Variant]:
 
 def run_variants(run_dir: Path, checkpoint: Path, task: str) -> list[Variant]:
     """A run directory: its torch checkpoint, ``openvino-fp32/`` and the INT8 ``openvino/``."""
+    from .rundir import LAYOUT
     from .runtime import IR_FILE
 
     found = [Variant("torch_fp32", "torch", checkpoint, task)] if (checkpoint / "config.json").is_file() else []
-    for sub in ("openvino-fp32", "openvino"):
+    for sub in (LAYOUT.ir_fp32, LAYOUT.ir):
         if (run_dir / sub / IR_FILE).is_file():
             found += [v for v in ir_variants(run_dir / sub, task) if v.name not in {f.name for f in found}]
     return found
@@ -384,10 +385,11 @@ def write_results(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Charts into ``out_dir/benchmark/``, linked from the result by paths relative to ``out_dir``;
     variant paths inside ``out_dir`` are made relative too (reports carry no machine paths)."""
     from .charts import write_charts
+    from .rundir import LAYOUT
 
     for figures in result["variants"].values():
         path = Path(figures["path"])
         if path.is_relative_to(out_dir):
             figures["path"] = str(path.relative_to(out_dir))
-    result["charts"] = write_charts(result, out_dir, "benchmark")
+    result["charts"] = write_charts(result, out_dir, LAYOUT.benchmark)
     return result

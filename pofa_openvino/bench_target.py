@@ -14,7 +14,7 @@ from .errors import PofaError, UsageError
 from .export import export_ir
 from .pipeline import benchmark_run
 from .report import markdown
-from .rundir import staged_dir, write_json, write_text
+from .rundir import LAYOUT, staged_dir, write_json, write_text
 from .runtime import IR_FILE
 
 
@@ -24,7 +24,7 @@ def bench_target(target: str | Path, settings: Settings, output: str | Path | No
     checkpoint (written to ``output``, default ``runs/bench-<name>``), also on ``texts`` when given (a
     run's default: its recipe's ``benchmark.texts``). Returns the report and its dir."""
     target = Path(target).resolve()
-    if (target / "manifest.json").is_file() and (target / "recipe.yaml").is_file():
+    if (target / LAYOUT.manifest).is_file() and (target / LAYOUT.recipe).is_file():
         return benchmark_run(target, settings, texts), target
     out = Path(output or Path("runs") / f"bench-{target.name}").resolve()
     if (target / IR_FILE).is_file():
@@ -33,19 +33,19 @@ def bench_target(target: str | Path, settings: Settings, output: str | Path | No
     elif (target / "config.json").is_file():
         _claim_output(out, force)
         task = task_of(target)
-        with staged_dir(out / "openvino-fp32") as ir_dir:
+        with staged_dir(out / LAYOUT.ir_fp32) as ir_dir:
             export_ir(str(target), ir_dir, task)
-        variants = [Variant("torch_fp32", "torch", target, task), *ir_variants(out / "openvino-fp32", task)]
+        variants = [Variant("torch_fp32", "torch", target, task), *ir_variants(out / LAYOUT.ir_fp32, task)]
     else:
         raise UsageError(f"{target} is not a run directory (manifest.json), an OpenVINO IR directory "
                         f"({IR_FILE}) or a Hugging Face checkpoint (config.json)")
     report = {"target": str(target), "benchmark": write_results(benchmark(variants, settings, texts=texts), out)}
-    write_json(out / "report.json", report)
-    write_text(out / "report.md", markdown(report))
+    write_json(out / LAYOUT.report_json, report)
+    write_text(out / LAYOUT.report_md, markdown(report))
     return report, out
 
 
-BENCH_ENTRIES = ("report.json", "report.md", "benchmark", "openvino-fp32")
+BENCH_ENTRIES = (LAYOUT.report_json, LAYOUT.report_md, LAYOUT.benchmark, LAYOUT.ir_fp32)
 
 
 def _claim_output(out: Path, force: bool) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import interrupts
 from .errors import PofaError
+from .rundir import LAYOUT
 
 TARGETS = ("xeon-amx", "xeon", "edge")  # package.target's choices (kept equal by a test)
 EXIT_CODES = """exit codes:
@@ -215,7 +216,7 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
     report, out = bench_target(args.target, settings_from(section), args.output, args.force, texts)
     bench = report["benchmark"]
     if args.json:
-        return {"ok": True, "target": str(Path(args.target).resolve()), "report": str(out / "report.json"),
+        return {"ok": True, "target": str(Path(args.target).resolve()), "report": str(out / LAYOUT.report_json),
                 "benchmark": bench}
     lengths = [str(n) for n in bench["settings"]["sequence_lengths"]]
     table = Table(title=f"{bench['machine']['cpu']}, {bench['machine']['cores_used']} threads, "
@@ -236,7 +237,7 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
     console.print(table)
     if "real_text" in bench:
         console.print(_real_text_table(bench))
-    console.print(f"speedups: median latency at {at} tokens. Full figures, ratios and charts: {out / 'report.md'}")
+    console.print(f"speedups: median latency at {at} tokens. Full figures, ratios and charts: {out / LAYOUT.report_md}")
     return 0
 
 
@@ -272,7 +273,7 @@ def _cmd_package(args: argparse.Namespace) -> int:
         return _package_ovms(source, args.output, args.force)
     section = PackageSection(target=args.target, archive=args.archive, compress_embeddings=args.compress_embeddings)
     report = package_run(source.resolve(), section, args.output, args.force)["package"]
-    where = Path(args.output or Path(args.run_dir) / "package")
+    where = Path(args.output or Path(args.run_dir) / LAYOUT.package)
     print(f"bundle: {where} ({report['bytes'] / 1e6:.1f} MB, {report['files']} files, verified)")
     if report["archive_bytes"]:
         print(f"archive: {where.with_name(report['archive'])} ({report['archive_bytes'] / 1e6:.1f} MB, "
@@ -286,7 +287,7 @@ def _package_ovms(source: Path, output: str | None, force: bool) -> int:
     from .bundle import BundleError, is_bundle
     from .ovms import docker_command, write_model_repository
 
-    bundle = source if is_bundle(source) else source / "package"
+    bundle = source if is_bundle(source) else source / LAYOUT.package
     if not is_bundle(bundle):
         raise BundleError(f"{source} is neither a bundle nor a run with one: run `pofa-openvino package "
                           f"{source}` first")

@@ -18,7 +18,7 @@ from .bundle import DETOKENIZER, FORMAT, FORMAT_VERSION, MANIFEST, SELFTEST_TOLE
 from .errors import StageError
 from .model_card import CARD, write_card
 from .provenance import RUNTIME_LIBRARIES, versions
-from .rundir import sha256_file, staged_dir
+from .rundir import LAYOUT, sha256_file, staged_dir
 from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def build_bundle(run_dir: Path, out: Path, recipe: Any, data: Any, run_report: d
                  compress_embeddings: bool, max_accuracy_drop: float, dense_fp32_bytes: int,
                  archive: bool) -> dict[str, Any]:
     """Write the bundle into ``out`` (replaced only when complete and verified); return ``package``."""
-    ir_dir = run_dir / "openvino"
+    ir_dir = run_dir / LAYOUT.ir
     if not (ir_dir / IR_FILE).is_file():
         raise StageError(f"{run_dir} has no openvino/ IR: packaging needs the quantize stage (add a "
                          "`quantization` or `export` section)")

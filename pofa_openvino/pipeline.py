@@ -25,6 +25,7 @@ from .errors import PofaError, StageError, os_errors
 from .provenance import RUN_LIBRARIES, versions
 from .recipe import Recipe, load_recipe
 from .rundir import (
+    LAYOUT,
     MANIFEST_FORMAT,
     claim,
     locked,
@@ -115,9 +116,9 @@ def _run_in(spec: Recipe, orders: _Orders, run_dir: Path, previous: dict[str, An
     if smoke:
         from .smoke import smoke_recipe
 
-        spec = smoke_recipe(spec, run_dir / "smoke")
+        spec = smoke_recipe(spec, run_dir / LAYOUT.smoke)
     manifest = _new_manifest(spec, previous)
-    write_text(run_dir / "recipe.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    write_text(run_dir / LAYOUT.recipe, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     ctx = stages.StageContext(recipe=spec, run_dir=run_dir, outputs={}, world=orders.world)
     fingerprint, ran, reused = _input_fingerprint(spec, manifest), [], []
     enabled = [s for s in STAGES if s.enabled(spec)]
@@ -210,7 +211,7 @@ def package_run(run_dir: Path, section: Any, output: str | Path | None = None, f
     from .stages import StageContext, package_into
 
     manifest, spec, done = _finished_run(run_dir)
-    out = Path(output).resolve() if output else run_dir / "package"
+    out = Path(output).resolve() if output else run_dir / LAYOUT.package
     if output and out.exists() and any(out.iterdir()):
         if not is_bundle(out):
             raise PofaError(f"{out} is not empty and holds no bundle of this tool; --force replaces only a bundle "
@@ -218,15 +219,15 @@ def package_run(run_dir: Path, section: Any, output: str | Path | None = None, f
         if not force:
             raise PofaError(f"{out} holds a bundle; choose another directory (-o) or pass --force to replace it")
     ctx = StageContext(recipe=spec.model_copy(update={"package": section}), run_dir=run_dir, outputs=done,
-                       report=read_json(run_dir / "report.json"))
+                       report=read_json(run_dir / LAYOUT.report_json))
     began, started = time.perf_counter(), _now()
     return _record(run_dir, manifest, spec, "package", started, began, package_into(ctx, out).report)
 
 
 def _finished_run(run_dir: Path) -> tuple[dict[str, Any], Recipe, dict[str, Any]]:
     """A run directory's manifest, recipe and the outputs of its finished stages."""
-    manifest = read_json(run_dir / "manifest.json")
-    spec = load_recipe(run_dir / "recipe.yaml")
+    manifest = read_json(run_dir / LAYOUT.manifest)
+    spec = load_recipe(run_dir / LAYOUT.recipe)
     done = {name: entry["outputs"] for name, entry in manifest["stages"].items() if entry.get("status") == "done"}
     if "load" not in done:
         raise PofaError(f"{run_dir}: the run's load stage has not finished; run the recipe first")
@@ -237,7 +238,7 @@ def _record(run_dir: Path, manifest: dict[str, Any], spec: Recipe, stage: str, s
             report: dict[str, Any]) -> dict[str, Any]:
     manifest["stages"][stage] = {"status": "done", "fingerprint": "", "started": started, "finished": _now(),
                                  "seconds": round(time.perf_counter() - began, 2), "outputs": {}, "report": report}
-    write_json(run_dir / "manifest.json", manifest)
+    write_json(run_dir / LAYOUT.manifest, manifest)
     return _write_report(run_dir, manifest, spec)
 
 
@@ -245,7 +246,7 @@ def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any],
                run_dir: Path) -> None:
     entry = manifest["stages"][stage.name] = {"status": "running", "fingerprint": fingerprint,
                                               "started": _now()}
-    write_json(run_dir / "manifest.json", manifest)
+    write_json(run_dir / LAYOUT.manifest, manifest)
     log.info("stage %s: started", stage.name)
     ctx.fingerprint = fingerprint
     began = time.perf_counter()
@@ -257,7 +258,7 @@ def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any],
         entry.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=cause,
                      seconds=round(time.perf_counter() - began, 2))
         try:
-            write_json(run_dir / "manifest.json", manifest)
+            write_json(run_dir / LAYOUT.manifest, manifest)
         except OSError as error:  # the disk that failed the stage may fail this too: the stage's error counts
             log.debug("the failure of stage %s is not recorded in the manifest: %s", stage.name, error)
         if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, PofaError) and disk is None):
@@ -267,7 +268,7 @@ def _run_stage(stage: Stage, ctx: stages.StageContext, manifest: dict[str, Any],
     entry.update(status="done", finished=_now(), seconds=round(time.perf_counter() - began, 2),
                  outputs=result.outputs, report=result.report)
     ctx.outputs[stage.name] = result.outputs
-    write_json(run_dir / "manifest.json", manifest)
+    write_json(run_dir / LAYOUT.manifest, manifest)
     log.info("stage %s: done in %.1f s", stage.name, entry["seconds"])
 
 
@@ -320,10 +321,10 @@ def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict
                 merged = report.get(key)
                 report[key] = {**merged, **value} if isinstance(merged, dict) and isinstance(value, dict) else value
     report["timings"] = {name: entry.get("seconds") for name, entry in manifest["stages"].items()}
-    write_json(run_dir / "report.json", report)
-    write_text(run_dir / "report.md", report_md.markdown(report))
+    write_json(run_dir / LAYOUT.report_json, report)
+    write_text(run_dir / LAYOUT.report_md, report_md.markdown(report))
     manifest["written"] = written_entries(run_dir)
-    write_json(run_dir / "manifest.json", manifest)
+    write_json(run_dir / LAYOUT.manifest, manifest)
     return report
 
 

@@ -10,16 +10,43 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import OutputError, PofaError, disk_error, os_failure
 
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The names of a run directory's entries, in the order a run writes them. Why one object: the
+    stages, the pipeline, the ``bench`` and ``package`` commands and ``--force`` must agree on them."""
+
+    recipe: str = "recipe.yaml"           # the resolved recipe the run executed
+    manifest: str = "manifest.json"       # stages, fingerprints, outputs, what the run wrote
+    report_json: str = "report.json"
+    report_md: str = "report.md"
+    pretrain_state: str = "pretrain-state"  # resumable state of prune-once pre-training
+    pretrained: str = "pretrained"        # the pruned-once checkpoint
+    teacher_state: str = "teacher-state"
+    teacher: str = "teacher"              # the teacher this run fine-tuned (distillation.teacher: auto)
+    train_state: str = "train-state"
+    checkpoint: str = "checkpoint"        # the fine-tuned (pruned) model
+    ir_fp32: str = "openvino-fp32"        # the exported FP32 IR
+    ir: str = "openvino"                  # the deployable IR with runtime_config.json
+    benchmark: str = "benchmark"          # charts
+    package: str = "package"              # the edge bundle
+    archive: str = "package.tar.gz"
+    smoke: str = "smoke"                  # --smoke's generated model and rows
+
+    def entries(self) -> tuple[str, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+
+LAYOUT = RunLayout()
 # Everything a run may write at its top level. --force removes, of these, only what the previous run's
 # manifest says it wrote (``written``), and never anything in a directory that holds no run.
-RUN_ENTRIES = ("recipe.yaml", "manifest.json", "report.json", "report.md", "pretrain-state", "pretrained",
-               "teacher-state", "teacher", "train-state", "checkpoint", "openvino-fp32", "openvino", "benchmark",
-               "package", "package.tar.gz", "smoke")
+RUN_ENTRIES = LAYOUT.entries()
 MANIFEST_FORMAT = 1
 LOCK = ".pofa-lock"  # held (flock) while a run writes into the directory; holds the writer's pid
 
@@ -159,7 +186,7 @@ def claim(run_dir: Path, recipe_name: str, resume: bool, force: bool) -> dict[st
 
     A directory that holds someone else's files, or a finished run, is never overwritten unless
     ``force`` says so, and even then only the run's own entries are removed."""
-    manifest_path = run_dir / "manifest.json"
+    manifest_path = run_dir / LAYOUT.manifest
     if not run_dir.exists() or not any(p.name != LOCK for p in run_dir.iterdir()):
         run_dir.mkdir(parents=True, exist_ok=True)
         return None

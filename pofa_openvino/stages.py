@@ -12,6 +12,7 @@ from typing import Any
 
 from .distributed import SOLO, World
 from .recipe import Recipe
+from .rundir import LAYOUT
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,16 @@ def pretrain(ctx: StageContext) -> StageOutput:
     from .errors import RecipeError
     from .pretrain import prune_once
 
-    state_dir = ctx.run_dir / "pretrain-state"
+    state_dir = ctx.run_dir / LAYOUT.pretrain_state
     try:
         model = ctx.recipe.model
-        result = prune_once(model.name_or_path, ctx.recipe.pretrain, ctx.run_dir / "pretrained", state_dir,
+        result = prune_once(model.name_or_path, ctx.recipe.pretrain, ctx.run_dir / LAYOUT.pretrained, state_dir,
                             ctx.fingerprint, ctx.world, model.revision, model.trust_remote_code)
     except RecipeError as error:  # found once the model and text are read: name the recipe file too
         raise RecipeError(error.detail, source=ctx.recipe.source, key=error.key) from None
     if ctx.world.is_main:
         shutil.rmtree(state_dir, ignore_errors=True)
-    return StageOutput(outputs={"model_dir": "pretrained"}, report=result.report)
+    return StageOutput(outputs={"model_dir": LAYOUT.pretrained}, report=result.report)
 
 
 def load(ctx: StageContext) -> StageOutput:
@@ -134,7 +135,7 @@ def teacher(ctx: StageContext) -> StageOutput:
 
     recipe = ctx.recipe
     section = recipe.distillation.teacher_training or recipe.training
-    state_dir = ctx.run_dir / "teacher-state"
+    state_dir = ctx.run_dir / LAYOUT.teacher_state
     if recipe.pretrain is None and ctx.outputs["load"]["sparsity_overall"] >= DENSE:
         log.warning("the teacher starts from a %.0f%%-sparse checkpoint: fine-tuning refills its zeros, but a "
                     "teacher fine-tuned from a dense model is a better one (give it as distillation.teacher)",
@@ -144,14 +145,14 @@ def teacher(ctx: StageContext) -> StageOutput:
     result = fine_tune(model, tokenizer, ctx.data, section, recipe.data.max_seq_length, checkpoint_dir=state_dir,
                        fingerprint=ctx.fingerprint, world=ctx.world)
     if ctx.world.is_main:
-        with staged_dir(ctx.run_dir / "teacher") as out:
+        with staged_dir(ctx.run_dir / LAYOUT.teacher) as out:
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
         shutil.rmtree(state_dir, ignore_errors=True)
     split = next(iter(ctx.data.eval))
     metrics = evaluate_torch(model, tokenizer, ctx.data, split, _eval_batch(recipe), recipe.data.max_seq_length)
     log.info("teacher (dense, %s): %s", split, metrics)
-    return StageOutput(outputs={"model_dir": "teacher", "metrics": metrics},
+    return StageOutput(outputs={"model_dir": LAYOUT.teacher, "metrics": metrics},
                        report={"teacher": {"training": vars(result), "split": split, "torch_fp32": metrics}})
 
 
@@ -178,7 +179,7 @@ def train(ctx: StageContext) -> StageOutput:
     from .train import fine_tune, hidden_state_mismatch
 
     recipe = ctx.recipe
-    state_dir = ctx.run_dir / "train-state"
+    state_dir = ctx.run_dir / LAYOUT.train_state
     trained = ctx.outputs.get("teacher")
     teacher_path = str(ctx.run_dir / trained["model_dir"]) if trained else (
         recipe.distillation.teacher if recipe.distillation is not None else None)
@@ -194,7 +195,7 @@ def train(ctx: StageContext) -> StageOutput:
                        teacher, recipe.distillation, state_dir, ctx.fingerprint, ctx.world)
     structure = _slim(ctx, model, tokenizer) if recipe.pruning is not None and recipe.pruning.structured else None
     if ctx.world.is_main:
-        with staged_dir(ctx.run_dir / "checkpoint") as out:
+        with staged_dir(ctx.run_dir / LAYOUT.checkpoint) as out:
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -203,7 +204,7 @@ def train(ctx: StageContext) -> StageOutput:
               "sparsity": {**sparsity, "loaded_overall": ctx.outputs["load"]["sparsity_overall"]}}
     if structure is not None:
         report["structure"] = structure
-    return StageOutput(outputs={"model_dir": "checkpoint"}, report=report)
+    return StageOutput(outputs={"model_dir": LAYOUT.checkpoint}, report=report)
 
 
 SLIM_TOLERANCE = 1e-4
@@ -352,9 +353,9 @@ def export(ctx: StageContext) -> StageOutput:
     from .runtime import SparseModel
 
     recipe, data = ctx.recipe, ctx.data
-    with staged_dir(ctx.run_dir / "openvino-fp32") as out:
+    with staged_dir(ctx.run_dir / LAYOUT.ir_fp32) as out:
         export_ir(ctx.model_dir(), out, recipe.task)
-    ir = SparseModel(ctx.run_dir / "openvino-fp32", {"INFERENCE_PRECISION_HINT": "f32"})
+    ir = SparseModel(ctx.run_dir / LAYOUT.ir_fp32, {"INFERENCE_PRECISION_HINT": "f32"})
     tokenizer = load_tokenizer(ctx.model_dir())
     model = load_model(ctx.model_dir(), recipe.task)
     split, length, batch = next(iter(data.eval)), recipe.data.max_seq_length, _eval_batch(recipe)
@@ -369,7 +370,7 @@ def export(ctx: StageContext) -> StageOutput:
     report = {"accuracy": {"openvino_fp32": metrics},
               "parity": {"max_abs_logit_diff": diff, "samples": len(items), "tolerance": PARITY_TOLERANCE,
                          "ok": diff < PARITY_TOLERANCE}}
-    return StageOutput(outputs={"ir_dir": "openvino-fp32"}, report=report)
+    return StageOutput(outputs={"ir_dir": LAYOUT.ir_fp32}, report=report)
 
 
 def quantize(ctx: StageContext) -> StageOutput:
@@ -393,7 +394,7 @@ def quantize(ctx: StageContext) -> StageOutput:
     tokenizer = load_tokenizer(ctx.model_dir())
     model = load_model(ctx.model_dir(), recipe.task)
     float_weights = {name: w.detach().numpy() for name, w in linear_weights(model).items()}
-    with staged_dir(ctx.run_dir / "openvino") as out:
+    with staged_dir(ctx.run_dir / LAYOUT.ir) as out:
         for item in fp32_dir.iterdir():
             if not item.name.startswith("openvino_model."):
                 shutil.copy2(item, out / item.name)
@@ -421,7 +422,7 @@ def quantize(ctx: StageContext) -> StageOutput:
         rate = _sparse_rate((recipe.export or ExportSection()).sparse_weights_decompression_rate, int8,
                             ctx.prunable())
         write_runtime_config(out, rate)
-    deployed = SparseModel(ctx.run_dir / "openvino")
+    deployed = SparseModel(ctx.run_dir / LAYOUT.ir)
     runtime = deployed.describe()
     (log.info if runtime["sparse_layers_active"] or rate is None else log.warning)(runtime["note"])
     metrics = score(openvino_predictor(deployed), tokenizer, data, next(iter(data.eval)), _eval_batch(recipe),
@@ -443,8 +444,8 @@ def quantize(ctx: StageContext) -> StageOutput:
                                if section.accuracy_criterion else None}}
     if qat is not None:
         report["quantization"]["training"] = vars(qat)
-    write_ir_card(ctx.run_dir / "openvino", ctx.report, report, recipe)
-    return StageOutput(outputs={"ir_dir": "openvino", "sparse_rate": rate}, report=report)
+    write_ir_card(ctx.run_dir / LAYOUT.ir, ctx.report, report, recipe)
+    return StageOutput(outputs={"ir_dir": LAYOUT.ir, "sparse_rate": rate}, report=report)
 
 
 def benchmark(ctx: StageContext) -> StageOutput:
@@ -476,7 +477,7 @@ def benchmark_texts(source: str | None, data: Any) -> list[str] | None:
 
 def package(ctx: StageContext) -> StageOutput:
     """The edge bundle in ``package/`` (and ``package.tar.gz`` when asked), verified before it is kept."""
-    return package_into(ctx, ctx.run_dir / "package")
+    return package_into(ctx, ctx.run_dir / LAYOUT.package)
 
 
 def package_into(ctx: StageContext, out: Path) -> StageOutput:

@@ -17,6 +17,7 @@ from conftest import tiny_recipe
 from pofa_openvino import PofaError, run
 from pofa_openvino.cli import main
 from pofa_openvino.errors import StageError
+from pofa_openvino.rundir import RUN_ENTRIES
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +41,8 @@ def test_run_writes_the_contracted_run_directory(model, tmp_path, request):
     assert manifest["versions"]["torch"] and manifest["inputs"]
     resolved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     assert resolved["training"]["max_steps"] == 8
+    # Everything the run wrote is an entry the run layout names (what --force may remove).
+    assert {p.name for p in run_dir.iterdir() if not p.name.startswith(".")} <= set(RUN_ENTRIES)
 
 
 def test_resume_reuses_unchanged_stages_and_redoes_changed_ones(tiny_bert, tmp_path):
