@@ -365,7 +365,7 @@ def besides_server(share: float | None, before: float | None, after: float | Non
 
 
 def batching_stats(server_log: str) -> dict[str, Any] | None:
-    """The server's own account at shutdown (warm-up and check requests included)."""
+    """The server's own account at shutdown (every phase's requests, warm-up included)."""
     found = BATCH_LOG.search(server_log)
     if found is None:
         return None
@@ -483,7 +483,7 @@ def cpu_line(served: dict[str, Any]) -> str:
 def batching_line(batching: dict[str, Any] | None) -> str:
     if batching is None:
         return "The server logged no batching figures."
-    return (f"Server batching (warm-up and check included): {batching['sequences']} sequences in "
+    return (f"Server batching (both client kinds' warm-up included): {batching['sequences']} sequences in "
             f"{batching['batches']} batches, mean batch {batching['mean_batch']:.1f}, "
             f"{batching['padding_share']:.0%} of computed tokens were padding.")
 
