@@ -179,12 +179,13 @@ def prune_once(model: str, section: PretrainSection, out_dir: str | Path, state_
     ``out_dir`` (rank 0 of ``world`` saves; every rank trains).
 
     ``state_dir`` holds the checkpoint a resumed run continues from (same ``fingerprint``)."""
+    from .checkpoint import resumable
     from .data.text import load_texts
     from .modeling import load_tokenizer
     from .prune import inc_config, prunable_matcher, sparsity_report
     from .registry import resolve_model
     from .rundir import staged_dir
-    from .train import resumable, seed_everything, total_steps, train_loop
+    from .train import seed_everything, total_steps, train_loop
 
     path, code = resolve_model(model), {"trust_remote_code": trust_remote_code}
     hub = {**code, "revision": revision}

@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .callbacks import TrainerCallback, TrainState
+
 log = logging.getLogger(__name__)
 
 
@@ -123,21 +125,26 @@ def _front_loaded_cubic() -> type:
     return ZhuGuptaScheduler
 
 
-class PruningHooks:
-    """INC pruning callbacks, called once per *optimizer* step (not per micro-batch), so schedules
-    mean the same thing with gradient accumulation."""
+class PruningCallback(TrainerCallback):
+    """INC's pruning hooks on the loop's events, once per *optimizer* step (not per micro-batch), so
+    schedules mean the same thing with gradient accumulation. With ``pattern_lock`` (the zero-mask lock
+    of a pruned-once checkpoint and of QAT) INC re-applies the checkpoint's masks after each step.
 
-    def __init__(self, model: Any, config: Any):
+    ``check_back_loaded``: warn about a back-loaded schedule at the start (off when loading the recipe
+    already did, for a run whose length ``max_steps`` fixes)."""
+
+    def __init__(self, model: Any, config: Any, check_back_loaded: bool = True):
         prepare_compression = _import_inc("neural_compressor.training").prepare_compression
 
         # INC logs every layer at every pruning step; keep that for --debug.
         if not log.isEnabledFor(logging.DEBUG):
             logging.getLogger("neural_compressor").setLevel(logging.WARNING)
         if any(group.get("pattern") == "mha" for group in config.pruning_configs):
-            self.callbacks = _named_attention_callbacks(model, config)
+            self.inc = _named_attention_callbacks(model, config)
         else:
-            self.callbacks = prepare_compression(model, config).callbacks
-        self.pruners = [p for c in self.callbacks.callbacks_list for p in getattr(c, "pruners", [])]
+            self.inc = prepare_compression(model, config).callbacks
+        self.pruners = [p for c in self.inc.callbacks_list for p in getattr(c, "pruners", [])]
+        self.check_back_loaded = check_back_loaded
         iterative = _import_inc("neural_compressor.compression.pruner.schedulers").IterativeScheduler
         for pruner in self.pruners:
             if pruner.config.get("sparsity_decay_type") == FRONT_LOADED_CUBIC and \
@@ -167,21 +174,26 @@ class PruningHooks:
         for message in sorted(filter(None, said)):
             log.warning("pruning: %s", message)
 
-    def train_begin(self) -> None:
-        self.callbacks.on_train_begin()
+    def on_train_begin(self, state: TrainState) -> None:
+        self.warn_unreached(state.max_steps)
+        if self.check_back_loaded:
+            self.warn_back_loaded(state.max_steps)
+        self.inc.on_train_begin()
 
-    def step_begin(self, step: int) -> None:
-        self.callbacks.on_step_begin(step)
+    def on_step_begin(self, state: TrainState) -> None:
+        self.inc.on_step_begin(state.step)
 
-    def before_optimizer_step(self) -> None:
-        self.callbacks.on_before_optimizer_step()
+    def on_before_optimizer_step(self, state: TrainState) -> None:
+        self.inc.on_before_optimizer_step()
 
-    def after_optimizer_step(self) -> None:
-        self.callbacks.on_after_optimizer_step()
-        self.callbacks.on_step_end()
+    def on_after_optimizer_step(self, state: TrainState) -> None:
+        """INC's step ends here, before the schedule steps and the gradients are cleared: its pruners
+        count the step (and would read gradients) at its ``on_step_end``."""
+        self.inc.on_after_optimizer_step()
+        self.inc.on_step_end()
 
-    def train_end(self) -> None:
-        self.callbacks.on_train_end()
+    def on_train_end(self, state: TrainState) -> None:
+        self.inc.on_train_end()
 
     def state_dict(self) -> list[dict[str, Any]]:
         """Each pruner's masks, criterion scores and schedule position: what an epoch checkpoint needs

@@ -1,31 +1,31 @@
 """The training loop for any objective (task fine-tuning, prune-once pre-training): AdamW with warmup
-and a learning-rate schedule (Hugging Face's, or held while pruning), gradient accumulation, INC
-pruning hooks, an evaluation and a checkpoint per epoch, and resume from the last checkpoint after an
-interruption."""
+and a learning-rate schedule (Hugging Face's, or held while pruning), gradient accumulation, bf16
+autocast and DDP, an evaluation per epoch. INC pruning, the teacher, checkpoints with resume, and
+progress plug in as callbacks (``callbacks``, ``prune``, ``checkpoint``). The task objective and its
+distillation losses (logits, hidden states) live here too."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from . import interrupts
+from .callbacks import CallbackList, ProgressLog, TeacherOnDevice, TrainerCallback, TrainState
+from .checkpoint import Checkpointing
+from .checkpoint import resumable as resumable  # stages ask train for it
 from .data import TaskData
 from .distributed import SOLO, World, bf16, device, to_device
 from .evaluate import evaluate_torch
-from .progress import progress
-from .rundir import staged_dir, write_json
+from .prune import PruningCallback
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "trainer_state.json"
 
 
 @dataclass
@@ -176,12 +176,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resumable(checkpoint_dir: Path | None, fingerprint: str) -> bool:
-    """Whether ``checkpoint_dir`` holds an epoch checkpoint of this very training (same fingerprint)."""
-    state = checkpoint_dir / STATE_FILE if checkpoint_dir else None
-    return bool(state and state.is_file() and json.loads(state.read_text())["fingerprint"] == fingerprint)
-
-
 class Objective(Protocol):
     """What the training loop optimises: its items, how they batch, the loss, and what it reports
     after each epoch. Task fine-tuning and prune-once pre-training are the two objectives."""
@@ -238,16 +232,18 @@ def fine_tune(model: Any, tokenizer: Any, data: TaskData, training: Any, max_len
 
 
 def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, pruning_config: Any = None,
-               checkpoint_dir: Path | None = None, fingerprint: str = "", world: World = SOLO) -> TrainResult:
+               checkpoint_dir: Path | None = None, fingerprint: str = "", world: World = SOLO,
+               extra_callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
     """AdamW with the recipe's learning-rate schedule, accumulation, clipping and INC pruning hooks over ``objective``,
     on ``training.device``; with several processes (``world``), PyTorch DDP over shards of each step.
 
     With ``checkpoint_dir``, each finished epoch leaves an HF directory plus optimizer, scheduler,
     pruner and RNG state there (written by rank 0); when it already holds a checkpoint of the same
-    ``fingerprint`` (and ``model`` was loaded from it), training continues after that epoch."""
-    import torch
+    ``fingerprint`` (and ``model`` was loaded from it), training continues after that epoch.
 
-    from .prune import PruningHooks
+    The loop itself only steps: pruning (or the zero-mask lock), the teacher, checkpoints and progress
+    are callbacks (``callbacks.TrainerCallback``) called at its events; ``extra_callbacks`` come after them."""
+    import torch
 
     seed_everything(training.seed)
     if world.size > 1:  # dropout and masking draws differ per rank; the shard order is seeded apart
@@ -255,91 +251,89 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
     where = device(training.device, world)
     autocast = bf16(training.mixed_precision, where)
     model.to(where)  # before INC prepares its masks, which live beside the weights
-    if objective.teacher is not None:
-        objective.teacher.to(where)
     items = objective.train_items()
     steps = total_steps(len(items), training, world.size)
+    optimizer = _adamw(model, training)
+    # With max_steps, loading the recipe already warned about a back-loaded pruning schedule.
+    pruning = None if pruning_config is None else \
+        PruningCallback(model, pruning_config, check_back_loaded=training.max_steps <= 0)
+    scheduler = learning_rate_schedule(optimizer, training, steps, pruning.end_step if pruning else 0)
+    checkpointing = None if checkpoint_dir is None else \
+        Checkpointing(checkpoint_dir, fingerprint, model, tokenizer, optimizer, scheduler, where,
+                      parts={"pruning": pruning}, save_steps=training.save_steps, world=world)
+    teacher = None if objective.teacher is None else TeacherOnDevice(objective.teacher, where)
+    # In this order: a checkpoint restores the pruners after INC prepared them, and progress starts where it left off.
+    callbacks = CallbackList([pruning, teacher, checkpointing, ProgressLog(every=training.logging_steps),
+                              *extra_callbacks])
     accumulation, micro_batch = training.gradient_accumulation_steps, training.per_device_train_batch_size
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": training.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=training.learning_rate,
-                                  betas=(training.adam_beta1, training.adam_beta2), eps=training.adam_epsilon)
-    hooks = PruningHooks(model, pruning_config) if pruning_config is not None else None
-    scheduler = learning_rate_schedule(optimizer, training, steps, hooks.end_step if hooks else 0)
-    if hooks:
-        hooks.warn_unreached(steps)
-        if training.max_steps <= 0:  # with max_steps, loading the recipe already said so
-            hooks.warn_back_loaded(steps)
-        hooks.train_begin()
-    state = {"step": 0, "epoch": 0, "epoch_step": 0, "loss": float("nan"), "history": [], "processes": world.size}
-    if resumable(checkpoint_dir, fingerprint):
-        state = {"epoch_step": 0, **_restore(checkpoint_dir, optimizer, scheduler, hooks, where, world)}
-        log.info("resuming training at step %d of %d (%d epochs and %d steps done)", state["step"], steps,
-                 state["epoch"], state["epoch_step"])
-    resumed_from, examples = state["step"], 0
     batch_size = effective_batch_size(training, world.size)
     log.info("training on %s%s: %d optimizer steps, effective batch %d (%d per device x %d processes x %d "
              "accumulation)%s", where, ", bf16 autocast" if autocast else "", steps, batch_size, micro_batch,
-             world.size, accumulation, ", INC pruning" if hooks else "")
-    trained = _parallel(model, objective, items[:micro_batch], where, world)
-    started = time.perf_counter()
-    with progress("train", steps, every=training.logging_steps, done=state["step"]) as bar:
-        while state["step"] < steps:
+             world.size, accumulation, ", INC pruning" if pruning else "")
+    state, examples = TrainState(max_steps=steps, processes=world.size), 0
+    with callbacks.training(state):
+        resumed_from = state.step
+        trained = _parallel(model, objective, items[:micro_batch], where, world)
+        started = time.perf_counter()
+        while not state.done:
             model.train()
-            for group in _epoch_steps(objective, items, micro_batch, accumulation, training.seed + state["epoch"],
-                                      world, skip=state["epoch_step"]):
+            for group in _epoch_steps(objective, items, micro_batch, accumulation, training.seed + state.epoch,
+                                      world, skip=state.epoch_step):
                 interrupts.check()
-                if hooks:
-                    hooks.step_begin(state["step"])
-                running = 0.0
-                for index, batch in enumerate(group):
-                    # Under DDP, gradients are averaged across processes once per step, on the last micro-batch.
-                    sync = nullcontext() if world.size == 1 or index == len(group) - 1 else trained.no_sync()
-                    with sync:
-                        with torch.autocast(where.type, dtype=torch.bfloat16, enabled=autocast):
-                            loss = objective.loss(trained, to_device(batch, where))
-                        (loss / len(group)).backward()
-                    running += loss.item() / len(group)
-                    examples += len(next(iter(batch.values())))
-                running = world.mean(running)
-                _require_finite(running, state["step"] + 1)
+                callbacks.on_step_begin(state)
+                loss = _backward(trained, objective, group, where, autocast, world)
+                examples += sum(len(next(iter(batch.values()))) for batch in group)  # this process's share
+                _require_finite(loss, state.step + 1)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
-                if hooks:
-                    hooks.before_optimizer_step()
+                callbacks.on_before_optimizer_step(state)
                 optimizer.step()
-                if hooks:
-                    hooks.after_optimizer_step()
+                callbacks.on_after_optimizer_step(state)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                state["step"], state["epoch_step"], state["loss"] = state["step"] + 1, state["epoch_step"] + 1, running
-                bar.advance(loss=running, lr=scheduler.get_last_lr()[0])
-                if state["step"] == steps:
+                state.finish_step(loss, scheduler.get_last_lr()[0])
+                callbacks.on_step_end(state)
+                if state.done:
                     break
-                if training.save_steps and state["step"] % training.save_steps == 0 and world.is_main \
-                        and checkpoint_dir is not None:
-                    _save(checkpoint_dir, model, tokenizer, optimizer, scheduler, hooks, state, fingerprint)
-            state["epoch"], state["epoch_step"] = state["epoch"] + 1, 0
-            metrics = world.broadcast(objective.evaluate(model) if world.is_main else None)
-            state["history"].append({"epoch": state["epoch"], "step": state["step"],
-                                     "loss": round(state["loss"], 6), **metrics})
-            log.info("epoch %d (step %d): loss %.4f, eval %s", state["epoch"], state["step"], state["loss"], metrics)
-            if checkpoint_dir is not None and state["step"] < steps and world.is_main:
-                _save(checkpoint_dir, model, tokenizer, optimizer, scheduler, hooks, state, fingerprint)
-    if hooks:
-        hooks.train_end()
-    result = TrainResult(steps=state["step"], epochs=round(state["step"] * batch_size / len(items), 3),
-                         effective_batch_size=batch_size, final_loss=round(state["loss"], 6),
+            state.finish_epoch(world.broadcast(objective.evaluate(model) if world.is_main else None))
+            callbacks.on_epoch_end(state)
+    result = TrainResult(steps=state.step, epochs=round(state.step * batch_size / len(items), 3),
+                         effective_batch_size=batch_size, final_loss=round(state.loss, 6),
                          seconds=round(time.perf_counter() - started, 2), resumed_from_step=resumed_from,
-                         history=state["history"], device=where.type, mixed_precision="bf16" if autocast else "no",
+                         history=state.history, device=where.type, mixed_precision="bf16" if autocast else "no",
                          processes=world.size)
     if world.size > 1:
         _agree_across_ranks(model, world, result, examples)
-    if where.type != "cpu":  # what follows training (saving, NNCF, export, OpenVINO) works on the CPU
-        model.cpu()
-        if objective.teacher is not None:
-            objective.teacher.cpu()
+    model.cpu()  # what follows training (saving, NNCF, export, OpenVINO) works on the CPU
     return result
+
+
+def _adamw(model: Any, training: Any) -> Any:
+    """AdamW with the recipe's settings; biases and layer norms without weight decay."""
+    import torch
+
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": training.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=training.learning_rate,
+                             betas=(training.adam_beta1, training.adam_beta2), eps=training.adam_epsilon)
+
+
+def _backward(trained: Any, objective: Objective, group: list[dict[str, Any]], where: Any, autocast: bool,
+              world: World) -> float:
+    """One optimizer step's gradients, accumulated over its micro-batches (each loss scaled by their
+    number); returns the step's loss, averaged over the micro-batches and the processes."""
+    import torch
+
+    running = 0.0
+    for index, batch in enumerate(group):
+        # Under DDP, gradients are averaged across processes once per step, on the last micro-batch.
+        sync = nullcontext() if world.size == 1 or index == len(group) - 1 else trained.no_sync()
+        with sync:
+            with torch.autocast(where.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = objective.loss(trained, to_device(batch, where))
+            (loss / len(group)).backward()
+        running += loss.item() / len(group)
+    return world.mean(running)
 
 
 def _require_finite(loss: float, step: int) -> None:
@@ -420,44 +414,3 @@ def _epoch_steps(objective: Objective, items: list[Any], micro_batch: int, accum
     for first in range(0, len(starts), accumulation)[skip:]:
         yield [objective.collate([items[i] for i in order[s:s + micro_batch]])
                for s in starts[first:first + accumulation]]
-
-
-def _save(checkpoint_dir: Path, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any, hooks: Any,
-          state: dict[str, Any], fingerprint: str) -> None:
-    """The epoch checkpoint, written beside and swapped in whole: an interruption leaves the previous one."""
-    import numpy as np
-    import torch
-
-    with staged_dir(checkpoint_dir) as out:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "pruning": hooks.state_dict() if hooks else None,
-                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                            "python": random.getstate()}}, out / "training_state.pt")
-        write_json(out / STATE_FILE, {**state, "fingerprint": fingerprint})
-    log.info("checkpoint at step %d: %s", state["step"], checkpoint_dir)
-
-
-def _restore(checkpoint_dir: Path, optimizer: Any, scheduler: Any, hooks: Any, where: Any,
-             world: World) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    from .errors import PofaError
-
-    state = json.loads((checkpoint_dir / STATE_FILE).read_text())
-    if state.get("processes", 1) != world.size:
-        raise PofaError(f"{checkpoint_dir} was written by {state.get('processes', 1)} training processes and this "
-                        f"run has {world.size}: the effective batch would change mid-run. Resume with "
-                        f"{state.get('processes', 1)} processes, or remove {checkpoint_dir} to start training over")
-    saved = torch.load(checkpoint_dir / "training_state.pt", weights_only=False, map_location=where)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    if hooks:
-        hooks.load_state_dict(saved["pruning"])
-    torch.set_rng_state(saved["rng"]["torch"].cpu())
-    np.random.set_state(saved["rng"]["numpy"])
-    random.setstate(saved["rng"]["python"])
-    state.pop("fingerprint")
-    return state

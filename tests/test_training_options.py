@@ -120,26 +120,28 @@ def test_the_loop_holds_the_rate_until_the_pruning_end_step_and_uses_the_adam_se
 
 
 def _sparsity_by_step(decay: str, end_step: int = 10, steps: int = 12) -> list[float]:
-    from pofa_openvino.prune import PruningHooks, inc_config
+    from pofa_openvino.callbacks import TrainState
+    from pofa_openvino.prune import PruningCallback, inc_config
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
     section = PruningSection(pattern="unstructured", pruning_type="magnitude", target_sparsity=0.9, start_step=0,
                              end_step=end_step, sparsity_decay_type=decay, excluded_op_names=[],
                              pruning_scope="local")
-    hooks = PruningHooks(model, inc_config(section))
+    pruning, state = PruningCallback(model, inc_config(section)), TrainState(max_steps=steps)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    hooks.train_begin()
+    pruning.on_train_begin(state)
     sparsity = []
-    for step in range(steps):
-        hooks.step_begin(step)
+    while not state.done:
+        pruning.on_step_begin(state)
         model(torch.randn(4, 64)).sum().backward()
-        hooks.before_optimizer_step()
+        pruning.on_before_optimizer_step(state)
         optimizer.step()
-        hooks.after_optimizer_step()
+        pruning.on_after_optimizer_step(state)
         optimizer.zero_grad()
+        state.finish_step(0.0, 0.01)
         sparsity.append(float((model[0].weight == 0).float().mean()))
-    hooks.train_end()
+    pruning.on_train_end(state)
     return sparsity
 
 
@@ -194,13 +196,15 @@ def test_validate_warns_when_a_back_loaded_shape_leaves_little_recovery(text, wa
 
 
 def test_the_training_loop_warns_when_only_epochs_fix_the_length(caplog):
-    from pofa_openvino.prune import PruningHooks, inc_config
+    from pofa_openvino.callbacks import TrainState
+    from pofa_openvino.prune import PruningCallback, inc_config
 
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
     section = PruningSection(target_sparsity=0.9, end_step=80, sparsity_decay_type="cube", pattern="unstructured")
     with caplog.at_level(logging.WARNING, logger="pofa_openvino"):
-        PruningHooks(model, inc_config(section)).warn_back_loaded(100)
-        PruningHooks(model, inc_config(section)).warn_back_loaded(400)
+        PruningCallback(model, inc_config(section)).on_train_begin(TrainState(max_steps=100))
+        PruningCallback(model, inc_config(section)).on_train_begin(TrainState(max_steps=400))
+        PruningCallback(model, inc_config(section), check_back_loaded=False).on_train_begin(TrainState(max_steps=100))
     assert [r.getMessage()[:40] for r in caplog.records] == ["pruning: cube is back-loaded (it removes"]
 
 
