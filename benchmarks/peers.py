@@ -34,7 +34,7 @@ import onnx
 import peer_graphs
 from bench_cli import show_logs
 
-from pofa_openvino import bench
+from pofa_openvino import bench, tasks
 from pofa_openvino.runtime import SPARSE_RATE
 
 log = logging.getLogger("peers")
@@ -266,7 +266,7 @@ def main() -> None:
     bench.LABELS.update(LABELS)
     others = extra_irs(args.ir)
     variants = [*variant_copies(graphs, args.onnx_dir, work),
-                *bench.ir_variants(args.ir_dir, bench.task_of(args.ir_dir)), *others]
+                *bench.ir_variants(args.ir_dir, tasks.task_of(args.ir_dir)), *others]
     settings = bench.Settings(sequence_lengths=tuple(args.seq_len), duration_s=args.duration, threads=args.threads)
     result = bench.benchmark(variants, settings, verify=agreement(reference, {v.name for v in others}))
     changed = [str(path) for path, before in sources.items() if digest(path) != before]

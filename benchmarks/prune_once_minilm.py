@@ -62,9 +62,9 @@ def markdown(results: dict[str, object]) -> str:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    pretrained = pofa_openvino.run(ROOT / "recipes" / f"{PRETRAIN}.yaml", ROOT / "runs" / "bench" / PRETRAIN,
+    pretrained = pofa_openvino.run(ROOT / "recipes" / f"{PRETRAIN}.yaml", output_dir=ROOT / "runs" / "bench" / PRETRAIN,
                                    resume=True).report["pretrain"]
-    transfer = pofa_openvino.run(HERE / "recipes" / f"{TRANSFER}.yaml", ROOT / "runs" / "bench" / TRANSFER,
+    transfer = pofa_openvino.run(HERE / "recipes" / f"{TRANSFER}.yaml", output_dir=ROOT / "runs" / "bench" / TRANSFER,
                                  resume=True)
     recorded = json.loads((HERE / "results" / "sst2_sparse_finetune.json").read_text())
     routes = {key: recorded["runs"][name] for key, name in RECORDED.items()}

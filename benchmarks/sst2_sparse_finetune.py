@@ -72,7 +72,8 @@ def main() -> int:
                                  text=True).stdout.strip(),
         "runs": {}}
     for name in RECIPES:
-        result = pofa_openvino.run(HERE / "recipes" / f"{name}.yaml", ROOT / "runs" / "bench" / name, resume=True)
+        result = pofa_openvino.run(HERE / "recipes" / f"{name}.yaml", output_dir=ROOT / "runs" / "bench" / name,
+                                   resume=True)
         results["runs"][name] = summary(name, result)
     dense, sparse = (results["runs"][n]["dev_accuracy"] for n in RECIPES)
     results["gap"] = round(dense - sparse, 4)

@@ -23,6 +23,7 @@ import numpy as np
 from .measure import BUSY, OtherLoad, PeakMemory, latency_summary, sequential_throughput, timed_runs
 from .provenance import BENCHMARK_LIBRARIES as VERSIONS
 from .provenance import machine, versions
+from .tasks import CLASSIFICATION
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Variant:
     name: str
     engine: str
     path: Path
-    task: str = "text-classification"
+    task: str = CLASSIFICATION.name
     properties: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -339,13 +340,6 @@ def model_bytes(variant: Variant) -> int:
 
 
 # --- what a target holds ----------------------------------------------------------------------------
-
-def task_of(checkpoint: Path) -> str:
-    config = checkpoint / "config.json"
-    architectures = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
-    return "question-answering" if any(a.endswith("ForQuestionAnswering") for a in architectures) \
-        else "text-classification"
-
 
 def ir_variants(ir_dir: Path, task: str) -> list[Variant]:
     """An FP32 IR gives OpenVINO FP32 (f32 hint) and default precision (BF16 where the CPU has it); an

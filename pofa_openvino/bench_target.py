@@ -5,33 +5,34 @@ that knows runs, exports and reports, so the measuring library below it stays li
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from .bench import Settings, Variant, benchmark, ir_variants, task_of, write_results
-from .errors import PofaError, UsageError
+from .bench import Settings, Variant, benchmark, ir_variants, write_results
+from .errors import UsageError
 from .export import export_ir
+from .overwrite import OutputKind, claim_output, marker_record, write_marker
 from .pipeline import benchmark_run
 from .report import markdown
 from .rundir import LAYOUT, staged_dir, write_json, write_text
 from .runtime import IR_FILE
+from .tasks import task_of
 
 
-def bench_target(target: str | Path, settings: Settings, output: str | Path | None = None,
+def bench_target(target: str | Path, settings: Settings, *, output: str | Path | None = None,
                  force: bool = False, texts: list[str] | None = None) -> tuple[dict[str, Any], Path]:
     """Benchmark a run directory (the result joins its report), an OpenVINO IR directory or a HF
     checkpoint (written to ``output``, default ``runs/bench-<name>``), also on ``texts`` when given (a
     run's default: its recipe's ``benchmark.texts``). Returns the report and its dir."""
     target = Path(target).resolve()
     if (target / LAYOUT.manifest).is_file() and (target / LAYOUT.recipe).is_file():
-        return benchmark_run(target, settings, texts), target
+        return benchmark_run(target, settings, texts=texts), target
     out = Path(output or Path("runs") / f"bench-{target.name}").resolve()
     if (target / IR_FILE).is_file():
-        _claim_output(out, force)
+        _claim(out, force, REPORT_ENTRIES)
         variants = ir_variants(target, task_of(target))
     elif (target / "config.json").is_file():
-        _claim_output(out, force)
+        _claim(out, force, (*REPORT_ENTRIES, LAYOUT.ir_fp32))
         task = task_of(target)
         with staged_dir(out / LAYOUT.ir_fp32) as ir_dir:
             export_ir(str(target), ir_dir, task)
@@ -45,16 +46,13 @@ def bench_target(target: str | Path, settings: Settings, output: str | Path | No
     return report, out
 
 
-BENCH_ENTRIES = (LAYOUT.report_json, LAYOUT.report_md, LAYOUT.benchmark, LAYOUT.ir_fp32)
+REPORT_ENTRIES = (LAYOUT.report_json, LAYOUT.report_md, LAYOUT.benchmark)
+MARKER = ".pofa-bench.json"  # what a bench command wrote into its output directory
+BENCH_OUTPUT = OutputKind("a benchmark report", marker_record(MARKER), names=(*REPORT_ENTRIES, LAYOUT.ir_fp32),
+                          shared=True)
 
 
-def _claim_output(out: Path, force: bool) -> None:
-    """An empty or new directory; a non-empty one only with ``force``, which removes only our entries."""
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise PofaError(f"{out} is not empty; choose another output directory (-o) or pass --force to "
-                            f"replace the benchmark's files in it ({', '.join(BENCH_ENTRIES)})")
-        for name in BENCH_ENTRIES:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+def _claim(out: Path, force: bool, entries: tuple[str, ...]) -> None:
+    """``out`` ready under the overwrite policy, and the entries this target writes recorded in it."""
+    claim_output(out, BENCH_OUTPUT, force)
+    write_marker(out, MARKER, list(entries))

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import PofaError
 from .rundir import sha256_file
+from .tasks import CLASSIFICATION, TASKS, get_task, task_of_architectures
 
 FORMAT, FORMAT_VERSION = "pofa-openvino-bundle", 1
 MANIFEST = "manifest.json"
@@ -67,6 +68,8 @@ def read_manifest(root: Path) -> dict[str, Any]:
     missing = [key for key in MANIFEST_KEYS if key not in manifest]
     if missing:
         raise BundleError(f"{path}: missing keys {', '.join(missing)}")
+    if manifest["task"] not in TASKS:
+        raise BundleError(f"{path}: task {manifest['task']!r} is not one this release runs ({', '.join(TASKS)})")
     return manifest
 
 
@@ -105,11 +108,11 @@ def check_model_config(root: Path, manifest: dict[str, Any]) -> None:
     """The manifest's task and labels must be the checksummed model config's: reversed labels in the
     manifest would make ``predict`` answer the opposite class."""
     config = read_json_file(root, "model/config.json", dict)
-    qa = any(str(a).endswith("ForQuestionAnswering") for a in config.get("architectures") or [])
-    if (manifest["task"] == "question-answering") != qa:
+    task = task_of_architectures(config.get("architectures") or []) or CLASSIFICATION
+    if task.name != manifest["task"]:
         raise BundleError(f"{MANIFEST}: task {manifest['task']!r}, but model/config.json is "
                           f"{', '.join(config.get('architectures') or ['no architecture'])}")
-    if manifest["task"] == "text-classification":
+    if not task.extractive:
         id2label = config.get("id2label") or {}
         labels = [str(id2label.get(str(i), id2label.get(i))) for i in range(len(id2label))] \
             if isinstance(id2label, dict) else []
@@ -164,7 +167,7 @@ class Bundle:
     def text_inputs(self, count: int, paired: bool) -> int:
         expected = self.manifest["text_inputs"]
         if paired != (expected == 2):
-            what = "a question and a context" if self.task == "question-answering" else "text pairs"
+            what = "a question and a context" if get_task(self.task).extractive else "text pairs"
             raise BundleError(f"this bundle takes {what if expected == 2 else 'single texts'}; got "
                               f"{'pairs' if paired else 'single texts'}")
         if count == 0:
@@ -180,7 +183,7 @@ class Bundle:
                     for result in self.predict(texts[start:start + PREDICT_BATCH],
                                                pairs[start:start + PREDICT_BATCH] if pairs is not None else None)]
         outputs, ids = self.outputs(texts, pairs)
-        if self.task == "question-answering":
+        if get_task(self.task).extractive:
             return [self.answer(ids[i], outputs["start_logits"][i], outputs["end_logits"][i])
                     for i in range(len(texts))]
         labels, probabilities = self.classify(outputs["logits"])

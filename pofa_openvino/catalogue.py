@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .registry import MODELS, TASKS, PruneOFAModel, TaskColumn
+from .registry import COLUMNS, MODELS, PruneOFAModel, TaskColumn
 
 INC = "neural-compressor examples/.../prune_once_for_all (BERT-Base 90% reproduction)"
 OPTIMUM = "optimum-intel examples/neural_compressor (DistilBERT 90% reproduction)"
@@ -79,10 +79,10 @@ class Entry:
 
 def entries() -> list[Entry]:
     """Every model x task cell of the published table, plus the INT8 QAT variants with published results."""
-    cells = [Entry(model, TASKS[key]) for model in MODELS.values() for key in TASKS if key in model.published]
+    cells = [Entry(model, COLUMNS[key]) for model in MODELS.values() for key in COLUMNS if key in model.published]
     by_name = {m.name: m for m in MODELS.values()}
-    return (cells + [Entry(by_name[name], TASKS[task], qat=True) for name, task in PUBLISHED_QAT]
-            + [Entry(by_name[name], TASKS[task], structured=True) for name, task in STRUCTURED])
+    return (cells + [Entry(by_name[name], COLUMNS[task], qat=True) for name, task in PUBLISHED_QAT]
+            + [Entry(by_name[name], COLUMNS[task], structured=True) for name, task in STRUCTURED])
 
 
 # Heads and FFN neurons removed on top of the locked PruneOFA zeros (see STRUCTURED_SCHEDULES).
@@ -187,9 +187,9 @@ def init_recipe(model: str, task: str) -> tuple[str, str]:
 
     from .errors import PofaError
 
-    if task not in TASKS:
-        raise PofaError(f"--task {task!r}: use one of {', '.join(TASKS)}")
-    column, entry = TASKS[task], MODELS.get(model)
+    if task not in COLUMNS:
+        raise PofaError(f"--task {task!r}: use one of {', '.join(COLUMNS)}")
+    column, entry = COLUMNS[task], MODELS.get(model)
     if entry is not None:
         architecture, size, describe = entry.architecture, entry.size, entry.describe()
     else:

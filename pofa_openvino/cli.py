@@ -213,7 +213,8 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
         problem = exc.errors()[0]
         raise UsageError(f"{BENCH_OPTIONS[problem['loc'][0]]}: {problem['msg']}") from None
     texts = read_texts(Path(args.texts).expanduser(), "text") if args.texts else None
-    report, out = bench_target(args.target, settings_from(section), args.output, args.force, texts)
+    report, out = bench_target(args.target, settings_from(section), output=args.output, force=args.force,
+                               texts=texts)
     bench = report["benchmark"]
     if args.json:
         return {"ok": True, "target": str(Path(args.target).resolve()), "report": str(out / LAYOUT.report_json),
@@ -272,7 +273,7 @@ def _cmd_package(args: argparse.Namespace) -> int:
     if args.format == "ovms":
         return _package_ovms(source, args.output, args.force)
     section = PackageSection(target=args.target, archive=args.archive, compress_embeddings=args.compress_embeddings)
-    report = package_run(source.resolve(), section, args.output, args.force)["package"]
+    report = package_run(source.resolve(), section, output=args.output, force=args.force)["package"]
     where = Path(args.output or Path(args.run_dir) / LAYOUT.package)
     print(f"bundle: {where} ({report['bytes'] / 1e6:.1f} MB, {report['files']} files, verified)")
     if report["archive_bytes"]:
@@ -351,16 +352,16 @@ def _cmd_models(args: argparse.Namespace) -> Result:
 
     from rich.table import Table
 
-    from .registry import MODELS, TASKS
+    from .registry import COLUMNS, MODELS
 
     if args.json:
         return {"ok": True, "models": [asdict(model) for model in MODELS.values()]}
     table = Table(title="Intel PruneOFA checkpoints: published results (percent)")
-    for column in ("hub id", "model", *(f"{c.title} ({'/'.join(c.metrics)})" for c in TASKS.values())):
+    for column in ("hub id", "model", *(f"{c.title} ({'/'.join(c.metrics)})" for c in COLUMNS.values())):
         table.add_column(column, overflow="fold")
     for model in MODELS.values():
         cells = ["/".join(f"{100 * v:.2f}" for v in model.published[key].values()) if key in model.published else "-"
-                 for key in TASKS]
+                 for key in COLUMNS]
         table.add_row(model.hub_id, model.describe(), *cells)
     _console().print(table)
     return 0
@@ -455,13 +456,13 @@ def _cmd_validate(args: argparse.Namespace) -> Result:
 
     if not args.json:
         for path in args.recipes:
-            load_recipe(path, args.overrides)
+            load_recipe(path, overrides=args.overrides)
             print(f"{path}: ok")
         return 0
     checked, code = [], 0
     for path in args.recipes:  # every file is checked, so one document answers for all of them
         try:
-            spec = load_recipe(path, args.overrides)
+            spec = load_recipe(path, overrides=args.overrides)
         except PofaError as error:
             _print_error(error)
             checked.append({"file": path, "ok": False, "error": str(error), "exit_code": error.exit_code})

@@ -15,6 +15,7 @@ from typing import Any, get_args
 import numpy as np
 
 from .errors import DataError, UsageError
+from .tasks import CLASSIFICATION
 
 DEFAULT_MODEL = "offline:all-MiniLM-L6-v2"
 BATCH = 32
@@ -130,7 +131,7 @@ def recipe_for_files(train: Path, validation: Path, out: Path, model: str = DEFA
         f"# leaving {total - end} steps to recover. report.md puts the gap to the teacher first (report.max_gap: 2 "
         "points).",
         f"# Run: pofa-openvino run {out.name}   (--smoke checks it in a minute)", "",
-        f"name: {name}", "task: text-classification", "", "model:", f"  name_or_path: {model}", "", "data:",
+        f"name: {name}", f"task: {CLASSIFICATION.name}", "", "model:", f"  name_or_path: {model}", "", "data:",
         f"  train_file: {json.dumps(relative(train))}", f"  validation_file: {json.dumps(relative(validation))}",
         f"  text_columns: {json.dumps(list(found.text_columns))}", f"  label_column: {json.dumps(label_column)}",
         f"  labels: {json.dumps(found.labels, ensure_ascii=False)}", f"  max_seq_length: {found.max_seq_length}",

@@ -10,10 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from .tasks import get_task
 
-OV_CLASSES = {"text-classification": "OVModelForSequenceClassification",
-              "question-answering": "OVModelForQuestionAnswering"}
+log = logging.getLogger(__name__)
 
 
 def export_trained(model: Any, out_dir: Path, task: str) -> None:
@@ -28,7 +27,6 @@ def export_trained(model: Any, out_dir: Path, task: str) -> None:
 
 def export_ir(model_dir: str, out_dir: Path, task: str) -> None:
     """FP32 IR with dynamic batch and sequence length, weights kept in FP32 (parity needs them)."""
-    import optimum.intel
     from transformers import AutoTokenizer
 
     from .modeling import load_model, structure_of
@@ -37,7 +35,7 @@ def export_ir(model_dir: str, out_dir: Path, task: str) -> None:
         export_trained(load_model(model_dir, task), out_dir, task)
     else:
         with _quiet():
-            model = getattr(optimum.intel, OV_CLASSES[task]).from_pretrained(model_dir, export=True, compile=False)
+            model = get_task(task).openvino_model().from_pretrained(model_dir, export=True, compile=False)
         model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
     log.info("exported %s to OpenVINO IR: %s", Path(model_dir).name, out_dir)

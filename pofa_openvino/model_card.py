@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from . import report as rows
 from .rundir import write_text
+from .tasks import QUESTION_ANSWERING, get_task
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,6 @@ CARD = "README.md"
 LIBRARY = "openvino"  # what OpenVINO IR repositories on the Hub declare as library_name
 # offline:<name> models (registry.OFFLINE_MODELS) are copies of these Hub models.
 OFFLINE_SOURCES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
-TASK_NAMES = {"text-classification": "text classification", "question-answering": "extractive question answering"}
 DENSE = 0.05  # below this measured sparsity the model is not tagged sparse (as the pipeline's dense test)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -86,7 +86,7 @@ def hub_dataset(recipe: Any) -> tuple[str, str | None] | None:
     dataset = recipe.data.dataset if recipe.data is not None else None
     if dataset is None or dataset.startswith("builtin:") or Path(dataset).expanduser().exists():
         return None
-    if recipe.task == "question-answering":
+    if recipe.task == QUESTION_ANSWERING.name:
         return ("rajpurkar/squad" if dataset == "squad" else dataset), None
     *repo, config = dataset.split("/")
     name = "/".join(repo)
@@ -204,7 +204,7 @@ def _what(report: dict[str, Any], recipe: Any, bundle: dict[str, Any] | None) ->
                                               else " (not quantized)"))
     what = "An edge bundle of" if bundle else "The OpenVINO IR of"
     labels = model.get("labels") or (bundle or {}).get("labels")
-    task = TASK_NAMES.get(recipe.task, recipe.task) + (f" (labels: {', '.join(labels)})" if labels else "")
+    task = get_task(recipe.task).title + (f" (labels: {', '.join(labels)})" if labels else "")
     recipe_line = report.get("recipe", {})
     return (f"{what} a {kind} for {task}, built from {source}: {', '.join(steps)}, by pofa-openvino "
             f"{version('pofa-openvino')} from the recipe "
@@ -272,9 +272,10 @@ def _run_ir() -> list[str]:
 
 def _run_bundle(manifest: dict[str, Any]) -> list[str]:
     pair = manifest["text_inputs"] == 2
-    example = ('"Who wrote it?" --pair "It was written by Ann."' if manifest["task"] == "question-answering"
+    extractive = get_task(manifest["task"]).extractive
+    example = ('"Who wrote it?" --pair "It was written by Ann."' if extractive
                else '"first text" --pair "second text"' if pair else '"a sentence to classify"')
-    texts = ('["Who wrote it?"], ["It was written by Ann."]' if manifest["task"] == "question-answering"
+    texts = ('["Who wrote it?"], ["It was written by Ann."]' if extractive
              else '["first text"], ["second text"]' if pair else '["a sentence to classify"]')
     requirement = manifest["requires"]["pofa-openvino"]
     return [f"Runs with OpenVINO alone: `pip install pofa-openvino{requirement}` (openvino, openvino-tokenizers and "

@@ -8,13 +8,9 @@ from typing import Any
 
 from .registry import resolve_model
 from .structure import STRUCTURE_KEY
+from .tasks import get_task, task_of_architectures
 
 log = logging.getLogger(__name__)
-
-AUTO_CLASSES = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "question-answering": "AutoModelForQuestionAnswering",
-}
 
 
 def load_tokenizer(ref: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
@@ -28,11 +24,9 @@ def load_tokenizer(ref: str, revision: str | None = None, trust_remote_code: boo
 def load_model(ref: str, task: str, labels: list[str] | None = None, revision: str | None = None,
                trust_remote_code: bool = False) -> Any:
     """The task model; a missing head (an encoder-only checkpoint) is created and said so."""
-    import transformers
-
     quiet_transformers()
     path = resolve_model(ref)
-    auto = getattr(transformers, AUTO_CLASSES[task])
+    auto = get_task(task).auto_model()
     kwargs: dict[str, Any] = {}
     if labels is not None:
         kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
@@ -89,9 +83,6 @@ def _load_slimmed(auto: Any, path: str, structure: dict[str, Any], overrides: di
     return model
 
 
-TASK_HEADS = ("ForSequenceClassification", "ForQuestionAnswering")  # architecture names of task models
-
-
 def _has_head(path: str, num_labels: int) -> bool:
     """Whether a local checkpoint already is a task model with this many labels."""
     import json
@@ -100,8 +91,7 @@ def _has_head(path: str, num_labels: int) -> bool:
     if not config.is_file():
         return True  # a hub id: transformers reports what it initialised
     data = json.loads(config.read_text())
-    task_head = any(a.endswith(TASK_HEADS)
-                    for a in data.get("architectures") or [])
+    task_head = task_of_architectures(data.get("architectures") or []) is not None
     return task_head and len(data.get("id2label") or {}) in (0, num_labels)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,15 @@ import numpy as np
 
 from .bundle import Bundle, BundleError, verify
 from .errors import PofaError
+from .overwrite import OutputKind, check_output, claim_output, marker_record, write_marker
+from .tasks import CLASSIFICATION
 
 log = logging.getLogger(__name__)
 
 VERSION_DIR = "1"
 MODEL_XML = "model.xml"
 MARKER = ".pofa-ovms.json"  # what this tool wrote, so --force replaces only that
+OVMS_OUTPUT = OutputKind("an OVMS repository", marker_record(MARKER))
 OVMS_IMAGE = "openvino/model_server:latest"  # any release on OpenVINO 2026.4 or newer
 TOKENIZERS_EXTENSION = "/ovms/lib/libopenvino_tokenizers.so"  # where the OVMS image keeps it
 INPUT_NAMES = ("text", "text_pair")  # the string inputs, named as `serve` names them
@@ -51,8 +53,8 @@ def strings_in_model(bundle: Bundle) -> Any:
     import openvino as ov
     from openvino import opset13 as ops
 
-    if bundle.task != "text-classification":
-        raise BundleError(f"the OVMS layout holds text-classification bundles; this one is {bundle.task} "
+    if bundle.task != CLASSIFICATION.name:
+        raise BundleError(f"the OVMS layout holds {CLASSIFICATION.name} bundles; this one is {bundle.task} "
                           "(serve it with `pofa-openvino serve`, which extracts the answer span)")
     tokenizer = _core().read_model(bundle.root / "tokenizer" / "openvino_tokenizer.xml")
     model = _core().read_model(bundle.root / "model" / "openvino_model.xml")
@@ -110,16 +112,14 @@ def write_model_repository(bundle_path: str | Path, out: str | Path, name: str |
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
         raise PofaError(f"model name {name!r}: use letters, digits, '.', '_' or '-' (it is a URL path part)")
     out = Path(out)
-    _claim(out, force)
+    check_output(out, OVMS_OUTPUT, force)  # refused before the graph is built; replaced once it agrees
     graph = strings_in_model(bundle)
     selftest = json.loads((bundle.root / "selftest.json").read_text(encoding="utf-8"))
     difference = check_agreement(bundle, graph, selftest["texts"], selftest.get("pairs"))
     import openvino as ov
 
-    # The marker first: a write that fails half-way leaves a repository that --force may replace.
-    out.mkdir(parents=True, exist_ok=True)
-    written = ["config.json", "README.md", name]
-    (out / MARKER).write_text(json.dumps({"written": written, "bundle": bundle.manifest["name"]}) + "\n")
+    claim_output(out, OVMS_OUTPUT, force)
+    write_marker(out, MARKER, ["config.json", "README.md", name], bundle=bundle.manifest["name"])
     version = out / name / VERSION_DIR
     version.mkdir(parents=True)
     ov.save_model(graph, version / MODEL_XML, compress_to_fp16=False)
@@ -137,29 +137,6 @@ def docker_command(repository: str | Path) -> str:
     """The ``docker run`` line that serves a repository with OVMS on port 8000 (tokenizers extension loaded)."""
     return (f'docker run --rm -p 8000:8000 -v "{repository}":/models:ro {OVMS_IMAGE} '
             f"--config_path /models/config.json --rest_port 8000 --cpu_extension {TOKENIZERS_EXTENSION}")
-
-
-def _claim(out: Path, force: bool) -> None:
-    """Make ``out`` ready: absent or empty is fine; a repository this tool wrote is emptied of what it
-    wrote only with ``force``; anything else is refused untouched."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        return
-    try:
-        written = json.loads((out / MARKER).read_text(encoding="utf-8"))["written"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise PofaError(f"{out} is not empty and holds no OVMS repository of this tool; choose another "
-                        "directory (-o)") from None
-    if not force:
-        raise PofaError(f"{out} holds an OVMS repository; choose another directory (-o) or pass --force to "
-                        "replace it")
-    for entry in [*written, MARKER]:
-        if not isinstance(entry, str) or Path(entry).name != entry or entry in ("", ".", ".."):
-            continue  # only plain names at the top level: a marker never sends a removal elsewhere
-        path = out / entry
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            shutil.rmtree(path)
 
 
 def _readme(name: str, bundle: Bundle, plugin_config: dict[str, Any]) -> str:

@@ -14,12 +14,25 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from .bundle import DETOKENIZER, FORMAT, FORMAT_VERSION, MANIFEST, SELFTEST_TOLERANCE, TOKENIZER, Bundle, verify
+from .bundle import (
+    DETOKENIZER,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    SELFTEST_TOLERANCE,
+    TOKENIZER,
+    Bundle,
+    is_bundle,
+    read_json_file,
+    verify,
+)
 from .errors import StageError
 from .model_card import CARD, write_card
+from .overwrite import OutputKind
 from .provenance import RUNTIME_LIBRARIES, versions
 from .rundir import LAYOUT, sha256_file, staged_dir
 from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +41,18 @@ TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 # What each target's runtime config asks of the CPU plugin (benchmark_app -load_config shape).
 TARGET_HINTS = {"xeon-amx": {"PERFORMANCE_HINT": "THROUGHPUT"}, "xeon": {"PERFORMANCE_HINT": "THROUGHPUT"},
                 "edge": {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}}
+
+
+def _bundle_record(folder: Path) -> list[str] | None:
+    """A bundle's top-level entries, as its manifest lists them; None for anything but a bundle."""
+    if not is_bundle(folder):
+        return None
+    files = read_json_file(folder, MANIFEST, dict).get("files")
+    return sorted({MANIFEST, *(Path(name).parts[0] for name in files if Path(name).parts)}) \
+        if isinstance(files, dict) else [MANIFEST]
+
+
+BUNDLE_OUTPUT = OutputKind("a bundle", _bundle_record, sole=True)  # verify refuses a file the manifest lacks
 
 
 def build_bundle(run_dir: Path, out: Path, recipe: Any, data: Any, run_report: dict[str, Any], target: str,
@@ -96,10 +121,10 @@ def _tokenizer(ir_dir: Path, out: Path, recipe: Any, data: Any) -> dict[str, Any
     from openvino_tokenizers import convert_tokenizer
     from transformers import AutoTokenizer
 
-    hf = AutoTokenizer.from_pretrained(ir_dir)
-    inputs = 2 if recipe.task == "question-answering" or len(recipe.data.text_columns or [None]) == 2 else 1
+    hf, task = AutoTokenizer.from_pretrained(ir_dir), get_task(recipe.task)
+    inputs = task.text_inputs(len(recipe.data.text_columns or [None]))
     converted = convert_tokenizer(hf, number_of_inputs=inputs, max_length=recipe.data.max_seq_length,
-                                  truncation=True, with_detokenizer=recipe.task == "question-answering")
+                                  truncation=True, with_detokenizer=task.extractive)
     out.mkdir()
     models = converted if isinstance(converted, tuple) else (converted,)
     for model, name in zip(models, (TOKENIZER, DETOKENIZER), strict=False):

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -37,6 +37,12 @@ from .rundir import (
     write_text,
     written_entries,
 )
+
+if TYPE_CHECKING:
+    from neural_compressor.config import WeightPruningConfig
+
+    from .bench import Settings
+    from .recipe import PackageSection
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,9 @@ STAGES = (
 
 @dataclass
 class RunResult:
+    """What :func:`run` did: the run directory, its report and manifest (as written there), and which
+    stages ran and which were reused from an earlier run (``--resume``)."""
+
     run_dir: Path
     report: dict[str, Any]
     manifest: dict[str, Any]
@@ -76,9 +85,9 @@ class RunResult:
     rank: int = 0  # another rank than 0 only took part in the training stages: no report, no manifest
 
 
-def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | None = None,
+def run(recipe: str | Path | dict[str, Any] | Recipe, *, output_dir: str | Path | None = None,
         resume: bool = False, force: bool = False, overrides: list[str] | None = None,
-        pruning: Any = None, smoke: bool = False) -> RunResult:
+        pruning: WeightPruningConfig | None = None, smoke: bool = False) -> RunResult:
     """Run every enabled stage of ``recipe`` into ``output_dir`` (default ``runs/<name>``).
 
     ``pruning`` is an INC ``WeightPruningConfig`` that replaces the recipe's ``pruning`` section.
@@ -87,7 +96,7 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, output_dir: str | Path | N
     Launched by ``torchrun`` or ``accelerate launch``, every process calls this: rank 0 runs the
     pipeline and the others join it for the training stages. A read-only output directory or a full
     disk is one :class:`~pofa_openvino.errors.OutputError` line, inside a stage or outside."""
-    spec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    spec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides=overrides)
     world = join()
     if not world.is_main:
         return _follow(world)
@@ -100,8 +109,8 @@ def _run_dir(spec: Recipe, output_dir: str | Path | None) -> Path:
     return Path(output_dir or Path("runs") / spec.name).resolve()
 
 
-def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: bool, force: bool, pruning: Any,
-          smoke: bool) -> RunResult:
+def _lead(spec: Recipe, orders: _Orders, output_dir: str | Path | None, resume: bool, force: bool,
+          pruning: WeightPruningConfig | None, smoke: bool) -> RunResult:
     if pruning is not None:
         from .prune import section_from_inc
 
@@ -187,7 +196,7 @@ def _follow(world: World) -> RunResult:
     return RunResult(run_dir=run_dir, report={}, manifest={}, ran=ran, reused=[], rank=world.rank)
 
 
-def benchmark_run(run_dir: Path, settings: Any, texts: list[str] | None = None) -> dict[str, Any]:
+def benchmark_run(run_dir: Path, settings: Settings, *, texts: list[str] | None = None) -> dict[str, Any]:
     """The ``bench`` command on a finished run: measured like the recipe's benchmark stage and recorded
     in the manifest as that stage (with no fingerprint, so a recipe's own benchmark stage reruns). Real
     text: ``texts``, else the recipe's ``benchmark.texts`` (its evaluation split by default)."""
@@ -204,20 +213,18 @@ def benchmark_run(run_dir: Path, settings: Any, texts: list[str] | None = None) 
     return _record(run_dir, manifest, spec, "benchmark", started, began, {"benchmark": result})
 
 
-def package_run(run_dir: Path, section: Any, output: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+def package_run(run_dir: Path, section: PackageSection, *, output: str | Path | None = None,
+                force: bool = False) -> dict[str, Any]:
     """The ``package`` command on a finished run: the bundle (default ``RUN_DIR/package``), recorded in
     the manifest as the package stage."""
-    from .bundle import is_bundle
+    from .overwrite import check_output
+    from .package import BUNDLE_OUTPUT
     from .stages import StageContext, package_into
 
     manifest, spec, done = _finished_run(run_dir)
     out = Path(output).resolve() if output else run_dir / LAYOUT.package
-    if output and out.exists() and any(out.iterdir()):
-        if not is_bundle(out):
-            raise PofaError(f"{out} is not empty and holds no bundle of this tool; --force replaces only a bundle "
-                            "it wrote: choose another directory (-o)")
-        if not force:
-            raise PofaError(f"{out} holds a bundle; choose another directory (-o) or pass --force to replace it")
+    if output:  # the default is the run's own entry; the bundle replaces it whole once verified
+        check_output(out, BUNDLE_OUTPUT, force)
     ctx = StageContext(recipe=spec.model_copy(update={"package": section}), run_dir=run_dir, outputs=done,
                        report=read_json(run_dir / LAYOUT.report_json))
     began, started = time.perf_counter(), _now()

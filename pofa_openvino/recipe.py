@@ -29,6 +29,7 @@ from pydantic import (
 
 from . import yaml_lines
 from .errors import RecipeError
+from .tasks import CLASSIFICATION, TaskName
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -537,7 +538,7 @@ class Recipe(Section):
     """A whole recipe, as :func:`load_recipe` returns it. Sections left out are stages that do not run."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    task: Literal["text-classification", "question-answering"] = "text-classification"
+    task: TaskName = CLASSIFICATION.name
     model: ModelSection
     pretrain: PretrainSection | None = None
     data: DataSection | None = None
@@ -626,7 +627,7 @@ class Recipe(Section):
 # Loading
 
 
-def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Recipe:
+def load_recipe(source: str | Path | dict[str, Any], *, overrides: list[str] | None = None) -> Recipe:
     """Load and validate a recipe from a YAML file or a dict; ``overrides`` are ``key.path=value``.
 
     Raises :class:`RecipeError` whose message is ``file:line: key: what is wrong; valid choices``.

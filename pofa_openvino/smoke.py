@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 from .recipe import Recipe, TrainingSection
+from .tasks import get_task
 
 ROWS = 48
 
@@ -30,9 +31,9 @@ def smoke_recipe(spec: Recipe, workdir: Path) -> Recipe:
     }
     if spec.pretrain is not None:
         update["pretrain"] = _pretrain(workdir, sentences, spec, model_dir)
-    data = None
+    data, extractive = None, get_task(spec.task).extractive
     if spec.data is not None:
-        data = update["data"] = (_squad(workdir, sentences, spec) if spec.task == "question-answering"
+        data = update["data"] = (_squad(workdir, sentences, spec) if extractive
                                  else _classification(workdir, sentences, spec))
     if spec.training is not None:
         update["training"] = _few_steps(spec.training)
@@ -40,7 +41,7 @@ def smoke_recipe(spec: Recipe, workdir: Path) -> Recipe:
         update["distillation"] = spec.distillation.model_copy(
             update={"teacher_training": _few_steps(spec.distillation.teacher_training or spec.training)})
     elif spec.distillation is not None:
-        labels = data.labels if spec.task == "text-classification" else None
+        labels = None if extractive else data.labels
         update["distillation"] = spec.distillation.model_copy(
             update={"teacher": str(_teacher(model_dir, workdir / "teacher", spec.task, labels))})
     if spec.pruning is not None:

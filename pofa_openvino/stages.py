@@ -75,9 +75,10 @@ def pretrain(ctx: StageContext) -> StageOutput:
 def load(ctx: StageContext) -> StageOutput:
     """Resolve the model (the pruned-once one when the recipe pre-trains), check the data, and measure
     the sparsity the checkpoint arrives with."""
-    from .modeling import TASK_HEADS, load_model, load_tokenizer
+    from .modeling import load_model, load_tokenizer
     from .prune import sparsity_report
     from .registry import published, resolve_model
+    from .tasks import task_of_architectures
 
     recipe = ctx.recipe
     pretrained = ctx.outputs.get("pretrain")
@@ -88,7 +89,7 @@ def load(ctx: StageContext) -> StageOutput:
     model = load_model(path, recipe.task, data.labels, recipe.model.revision, recipe.model.trust_remote_code)
     _check_structured(recipe, model)
     sparsity = sparsity_report(model, ctx.prunable())
-    task_head = any(a.endswith(TASK_HEADS) for a in model.config.architectures or [])
+    task_head = task_of_architectures(model.config.architectures or []) is not None
     log.info("loaded model sparsity (prunable Linear layers): %.2f%%", 100 * sparsity["overall"])
     report = {
         "model": {"name_or_path": recipe.model.name_or_path, "path": path, "architecture": model.config.model_type,

@@ -151,7 +151,7 @@ def test_sequence_lengths_beyond_the_model_are_skipped_and_said(benchmarked, tmp
     from pofa_openvino.bench_target import bench_target
 
     settings = Settings(sequence_lengths=(8, 4096), duration_s=0.02, threads=1)
-    report, _ = bench_target(Path(benchmarked.run_dir / "openvino"), settings, tmp_path / "out")
+    report, _ = bench_target(Path(benchmarked.run_dir / "openvino"), settings, output=tmp_path / "out")
     assert report["benchmark"]["settings"]["sequence_lengths"] == [8]
     assert "4096" in caplog.text
 

@@ -77,7 +77,7 @@ def test_a_foreign_directory_is_never_clobbered(tiny_bert, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(PofaError, match="not empty and holds files that are not a run"):
+    with pytest.raises(PofaError, match="not empty and holds no run of this tool"):
         run(tiny_recipe(tiny_bert), output_dir=out, resume=True)
     run(tiny_recipe(tiny_bert), output_dir=out, force=True)
     assert (out / "notes.txt").read_text() == "keep me" and (out / "report.json").exists()

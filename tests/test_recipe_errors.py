@@ -198,7 +198,7 @@ def test_override_values_reach_the_recipe(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text(GOOD)
     overrides = ["pruning.pattern=2:4", "training.max_steps=7", "export.sparse_weights_decompression_rate=off"]
-    recipe = load_recipe(path, overrides)
+    recipe = load_recipe(path, overrides=overrides)
     assert (recipe.pruning.pattern, recipe.training.max_steps) == ("2:4", 7)
     assert recipe.export.sparse_weights_decompression_rate == "off"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ..tasks import get_task
 from .classification import ClassificationData, load_classification
 from .example import Example
 from .qa import QAData, QAExample, load_qa
@@ -33,7 +34,7 @@ class TaskData(Protocol):
 
 def load_task_data(task: str, data: Any) -> ClassificationData | QAData:
     """The recipe's ``data`` section loaded for ``task``; bad rows stop here, before any training."""
-    return load_qa(data) if task == "question-answering" else load_classification(data)
+    return load_qa(data) if get_task(task).extractive else load_classification(data)
 
 
 __all__ = ["ClassificationData", "Example", "QAData", "QAExample", "TaskData", "load_classification", "load_qa",

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import DataError, listed
 from ..metrics import classification_metrics
+from ..tasks import CLASSIFICATION
 from .example import Example
 from .hub import load_hub_dataset
 
@@ -40,12 +41,12 @@ class ClassificationData:
     labels: list[str]
     text_columns: tuple[str, ...]
     with_f1: bool = False  # QQP reports F1 beside accuracy
-    heads: tuple[str, ...] = ("logits",)
-    targets: tuple[str, ...] = ("labels",)
+    heads: tuple[str, ...] = CLASSIFICATION.heads
+    targets: tuple[str, ...] = CLASSIFICATION.targets
 
     @property
     def metric(self) -> str:
-        return "f1" if self.with_f1 else "accuracy"
+        return "f1" if self.with_f1 else CLASSIFICATION.metric
 
     def train_items(self, tokenizer: Any, max_length: int) -> list[Example]:
         return self.train

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..metrics import squad_metrics
+from ..tasks import QUESTION_ANSWERING
 from .classification import read_utf8
 from .hub import load_hub_dataset
 
@@ -45,9 +46,9 @@ class QAData:
     n_best_size: int = 20
     max_answer_length: int = 30
     labels: None = None
-    heads: tuple[str, ...] = ("start_logits", "end_logits")
-    targets: tuple[str, ...] = ("start_positions", "end_positions")
-    metric: str = "f1"
+    heads: tuple[str, ...] = QUESTION_ANSWERING.heads
+    targets: tuple[str, ...] = QUESTION_ANSWERING.targets
+    metric: str = QUESTION_ANSWERING.metric
     _features: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def train_items(self, tokenizer: Any, max_length: int) -> list[dict[str, Any]]:
