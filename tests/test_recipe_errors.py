@@ -284,11 +284,11 @@ def _bomb() -> bytes:
 def test_files_that_are_not_recipes_are_one_line_at_once(raw, line, expected, tmp_path, capsys):
     path = tmp_path / "recipe.yaml"
     path.write_bytes(raw)
-    began = time.perf_counter()
+    began = time.process_time()  # CPU time: a loaded machine stretches the wall clock, not the work
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"{path}:{line}: " if line else f"{path}: ") and expected in err, err
-    assert time.perf_counter() - began < 10
+    assert time.process_time() - began < 10
 
 
 MERGED = GOOD + """\
@@ -349,7 +349,7 @@ def test_a_merge_key_bomb_is_one_line_at_once(tmp_path, capsys):
         f"a{i}: &a{i}\n  <<: [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
     path = tmp_path / "recipe.yaml"
     path.write_text(text)
-    began = time.perf_counter()
+    began = time.process_time()  # CPU time: a loaded machine stretches the wall clock, not the work
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{path}:") and "\n" not in err and time.perf_counter() - began < 10
