@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import PofaError
+from .tasks import get_task
 
 HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary extension's header: JSON bytes before tensors
 VERSION = "1"
@@ -47,7 +48,7 @@ class Signature:
 
     @classmethod
     def of(cls, manifest: dict[str, Any]) -> Signature:
-        if manifest["task"] == "question-answering":
+        if get_task(manifest["task"]).extractive:
             return cls(("question", "context"), {"answer": BYTES, "score": FP32})
         inputs = ("text", "text_pair") if manifest["text_inputs"] == 2 else ("text",)
         return cls(inputs, {"label": BYTES, "scores": FP32, "logits": FP32}, len(manifest["labels"]))

@@ -32,6 +32,7 @@ from .oip import (
     infer_response,
     parse_infer,
 )
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
@@ -85,7 +86,7 @@ class ServedBundle:
 
     def finish(self, outputs: dict[str, np.ndarray], ids: np.ndarray) -> list[dict[str, Any]]:
         """Each row's outputs as the signature names them (on a batcher thread, once per batch)."""
-        if self.bundle.task == "question-answering":
+        if get_task(self.bundle.task).extractive:
             with self._shared:
                 answers = [self.bundle.answer(ids[i], outputs["start_logits"][i], outputs["end_logits"][i])
                            for i in range(len(ids))]
