@@ -159,8 +159,9 @@ def teacher(ctx: StageContext) -> StageOutput:
 
 def _start(ctx: StageContext, state_dir: Path, fresh: str, seed: int) -> tuple[Any, Any]:
     """The model a training stage starts from: its own resumable state when it has one, else ``fresh``."""
+    from .checkpoint import resumable
     from .modeling import load_model, load_tokenizer
-    from .train import resumable, seed_everything
+    from .train import seed_everything
 
     recipe = ctx.recipe
     seed_everything(seed)  # before loading: a new task head is initialised at random

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from . import interrupts
 from .callbacks import CallbackList, ProgressLog, TeacherOnDevice, TrainerCallback, TrainState
 from .checkpoint import Checkpointing
-from .checkpoint import resumable as resumable  # stages ask train for it
 from .data import TaskData
 from .distributed import SOLO, World, bf16, device, to_device
 from .evaluate import evaluate_torch
