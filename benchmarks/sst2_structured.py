@@ -34,7 +34,8 @@ def arguments() -> argparse.Namespace:
                         help="the run whose teacher/ is the dense SST-2 model")
     parser.add_argument("--unstructured", default="sst2-minilm-teacher-auto90",
                         help="the 90%%-unstructured run ('' leaves it out)")
-    parser.add_argument("--structured", nargs="+", default=["sst2-minilm-structured70-distill"])
+    parser.add_argument("--structured", nargs="*", default=["sst2-minilm-structured70-distill"],
+                        help="structured runs (none: only dense and unstructured)")
     parser.add_argument("--name", default="sst2_frontier", help="results file name")
     args = parser.parse_args()
     show_logs()
