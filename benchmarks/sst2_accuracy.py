@@ -18,13 +18,11 @@ from pathlib import Path
 
 from bench_cli import RUNS
 
+from pofa_openvino.rundir import read_json as read
+
 RESULTS = Path(__file__).resolve().parent / "results" / "sst2_accuracy.json"
 TEACHER = "teacher"
 DENSE_DEPLOY = "sst2-minilm-dense-deploy"
-
-
-def read(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def entry(route: str, run: str, runs: Path, commit: str) -> dict:
