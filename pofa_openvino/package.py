@@ -26,9 +26,9 @@ from .bundle import (
     read_json_file,
     verify,
 )
-from .errors import StageError
+from .errors import PofaError, StageError
 from .model_card import CARD, write_card
-from .overwrite import OutputKind
+from .overwrite import ELSEWHERE, OutputKind
 from .provenance import RUNTIME_LIBRARIES, versions
 from .rundir import LAYOUT, sha256_file, staged_dir
 from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
@@ -205,9 +205,37 @@ def _nothing_private(root: Path, run_dir: Path) -> None:
                                  "the bundle was not written")
 
 
+def archive_path(bundle_dir: Path) -> Path:
+    """Where ``--archive`` writes: ``<bundle>.tar.gz`` beside the bundle directory."""
+    return bundle_dir.with_name(bundle_dir.name + ".tar.gz")
+
+
+def check_archive(bundle_dir: Path, force: bool) -> None:
+    """The overwrite policy for the archive beside a bundle written outside a run (a run's own
+    ``package.tar.gz`` is one of its entries): an earlier bundle archive of this tool is replaced only
+    with ``force``, and any other file of that name is refused. Changes nothing."""
+    target = archive_path(bundle_dir)
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_symlink() or not _is_bundle_archive(target):
+        raise PofaError(f"{target} exists and is not a bundle archive of this tool; {ELSEWHERE}")
+    if not force:
+        raise PofaError(f"{target} holds a bundle archive; {ELSEWHERE} or pass --force to replace it")
+
+
+def _is_bundle_archive(path: Path) -> bool:
+    """Whether ``path`` is a tar archive whose manifest names this tool's bundle format."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            member = tar.extractfile(MANIFEST)
+            return member is not None and json.loads(member.read()).get("format") == FORMAT
+    except (OSError, KeyError, ValueError, AttributeError, tarfile.TarError, EOFError):
+        return False
+
+
 def write_archive(bundle_dir: Path) -> Path:
     """``<bundle>.tar.gz`` beside the directory, members relative to it (written whole, then renamed)."""
-    target = bundle_dir.with_name(bundle_dir.name + ".tar.gz")
+    target = archive_path(bundle_dir)
     partial = target.with_name(f".{target.name}.partial")
     with tarfile.open(partial, "w:gz", compresslevel=9) as tar:
         for path in sorted(bundle_dir.rglob("*")):

@@ -218,13 +218,15 @@ def package_run(run_dir: Path, section: PackageSection, *, output: str | Path | 
     """The ``package`` command on a finished run: the bundle (default ``RUN_DIR/package``), recorded in
     the manifest as the package stage."""
     from .overwrite import check_output
-    from .package import BUNDLE_OUTPUT
+    from .package import BUNDLE_OUTPUT, check_archive
     from .stages import StageContext, package_into
 
     manifest, spec, done = _finished_run(run_dir)
     out = Path(output).resolve() if output else run_dir / LAYOUT.package
-    if output:  # the default is the run's own entry; the bundle replaces it whole once verified
+    if output:  # the default is the run's own entries; the bundle replaces them whole once verified
         check_output(out, BUNDLE_OUTPUT, force)
+        if section.archive:
+            check_archive(out, force)
     ctx = StageContext(recipe=spec.model_copy(update={"package": section}), run_dir=run_dir, outputs=done,
                        report=read_json(run_dir / LAYOUT.report_json))
     began, started = time.perf_counter(), _now()

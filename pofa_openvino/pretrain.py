@@ -171,7 +171,7 @@ class PretrainResult:
     report: dict[str, Any]
 
 
-def prune_once(model: str, section: PretrainSection, out_dir: str | Path, state_dir: Path | None = None,
+def prune_once(model: str, *, section: PretrainSection, out_dir: str | Path, state_dir: Path | None = None,
                fingerprint: str = "", world: World = SOLO, revision: str | None = None,
                trust_remote_code: bool = False) -> PretrainResult:
     """Prune a copy of ``model`` (hub id, local directory or ``offline:<name>``, at ``revision``) to the

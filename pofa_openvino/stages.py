@@ -63,8 +63,9 @@ def pretrain(ctx: StageContext) -> StageOutput:
     state_dir = ctx.run_dir / LAYOUT.pretrain_state
     try:
         model = ctx.recipe.model
-        result = prune_once(model.name_or_path, ctx.recipe.pretrain, ctx.run_dir / LAYOUT.pretrained, state_dir,
-                            ctx.fingerprint, ctx.world, model.revision, model.trust_remote_code)
+        result = prune_once(model.name_or_path, section=ctx.recipe.pretrain, out_dir=ctx.run_dir / LAYOUT.pretrained,
+                            state_dir=state_dir, fingerprint=ctx.fingerprint, world=ctx.world,
+                            revision=model.revision, trust_remote_code=model.trust_remote_code)
     except RecipeError as error:  # found once the model and text are read: name the recipe file too
         raise RecipeError(error.detail, source=ctx.recipe.source, key=error.key) from None
     if ctx.world.is_main:

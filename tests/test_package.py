@@ -258,6 +258,25 @@ def test_package_force_replaces_only_a_bundle(packaged, tmp_path, capsys, where)
     assert main(["package", str(packaged.run_dir), "-o", str(again), "--force"]) == 0  # its own bundle: replaced
 
 
+
+def test_package_archive_replaces_only_a_bundle_archive(packaged, tmp_path, capsys):
+    """``--archive`` writes ``<bundle>.tar.gz`` beside the bundle, outside any directory the tool claimed:
+    a file of that name that is not its archive is never replaced, and its own only with ``--force``."""
+    out, archive = tmp_path / "bundle", tmp_path / "bundle.tar.gz"
+    archive.write_text("my notes")
+    assert main(["package", str(packaged.run_dir), "-o", str(out), "--archive", "--force"]) == 1
+    assert "is not a bundle archive of this tool" in capsys.readouterr().err
+    assert archive.read_text() == "my notes" and not out.exists()
+    archive.unlink()
+    assert main(["package", str(packaged.run_dir), "-o", str(out), "--archive"]) == 0
+    written = archive.stat().st_mtime_ns
+    assert main(["package", str(packaged.run_dir), "-o", str(tmp_path / "bundle"), "--archive", "--force"]) == 0
+    assert archive.stat().st_mtime_ns != written and verify(archive)["files"] > 0
+    again = tmp_path / "again"
+    shutil.copy(archive, tmp_path / "again.tar.gz")
+    assert main(["package", str(packaged.run_dir), "-o", str(again), "--archive"]) == 1
+    assert "holds a bundle archive" in capsys.readouterr().err and not again.exists()
+
 def _reseal(bundle: Path, change) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     change(manifest)
