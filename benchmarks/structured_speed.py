@@ -34,6 +34,7 @@ SETTINGS = {  # name: (FFN neurons removed, heads removed per layer, slim_multip
     "dense": (0.0, 0, 1),
     "ffn50-heads33": (0.5, 4, 32),
     "ffn70-heads50": (0.7, 6, 32),
+    "ffn80-heads67": (0.8, 8, 32),
     "ffn-1500-wide": (1 - 1500 / 3072, 0, 1),  # the alignment question: 1500 neurons as they are,
     "ffn-1500-to-1504": (1 - 1500 / 3072, 0, 16),  # rounded up to a multiple of 16 (and of 32),
     "ffn-1500-to-1536": (1 - 1500 / 3072, 0, 64),  # rounded up to a multiple of 64
