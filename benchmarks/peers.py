@@ -34,8 +34,9 @@ import onnx
 import peer_graphs
 from bench_cli import show_logs
 
-from pofa_openvino import bench, tasks
-from pofa_openvino.runtime import SPARSE_RATE
+from pofa_openvino import bench
+from pofa_openvino.runtime import tasks
+from pofa_openvino.runtime.model import SPARSE_RATE
 
 log = logging.getLogger("peers")
 

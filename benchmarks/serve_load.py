@@ -43,8 +43,8 @@ import numpy as np
 from bench_cli import show_logs
 
 from pofa_openvino.bench import BUSY, VERSIONS, OtherLoad, Settings, latency_summary, machine, timed_runs, versions
-from pofa_openvino.bundle import Bundle
 from pofa_openvino.data.text import read_texts
+from pofa_openvino.runtime.bundle import Bundle
 
 log = logging.getLogger("serve_load")
 HERE = Path(__file__).resolve().parent

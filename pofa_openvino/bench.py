@@ -23,7 +23,7 @@ import numpy as np
 from .measure import BUSY, OtherLoad, PeakMemory, latency_summary, sequential_throughput, timed_runs
 from .provenance import BENCHMARK_LIBRARIES as VERSIONS
 from .provenance import machine, versions
-from .tasks import CLASSIFICATION
+from .runtime.tasks import CLASSIFICATION
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class _OpenVINOEngine:
     modules = ("openvino",)
 
     def __init__(self, variant: Variant, settings: Settings):
-        from .runtime import SparseModel
+        from .runtime.model import SparseModel
 
         self.threads = settings.cores
         self.model = SparseModel(variant.path, {**variant.properties, "INFERENCE_NUM_THREADS": self.threads,
@@ -346,7 +346,7 @@ def ir_variants(ir_dir: Path, task: str) -> list[Variant]:
     INT8 IR gives INT8 dense and, when its runtime config sets a sparse rate, INT8 with it."""
     import openvino as ov
 
-    from .runtime import IR_FILE, SPARSE_RATE, int8_weights, read_runtime_config
+    from .runtime.model import IR_FILE, SPARSE_RATE, int8_weights, read_runtime_config
 
     if not int8_weights(ov.Core().read_model(ir_dir / IR_FILE)):
         return [Variant("openvino_fp32", "openvino", ir_dir, task, {"INFERENCE_PRECISION_HINT": "f32"}),
@@ -360,7 +360,7 @@ def ir_variants(ir_dir: Path, task: str) -> list[Variant]:
 def run_variants(run_dir: Path, checkpoint: Path, task: str) -> list[Variant]:
     """A run directory: its torch checkpoint, ``openvino-fp32/`` and the INT8 ``openvino/``."""
     from .rundir import LAYOUT
-    from .runtime import IR_FILE
+    from .runtime.model import IR_FILE
 
     found = [Variant("torch_fp32", "torch", checkpoint, task)] if (checkpoint / "config.json").is_file() else []
     for sub in (LAYOUT.ir_fp32, LAYOUT.ir):

@@ -11,12 +11,12 @@ from typing import Any
 from .bench import Settings, Variant, benchmark, ir_variants, write_results
 from .errors import UsageError
 from .export import export_ir
-from .overwrite import OutputKind, claim_output, marker_record, write_marker
 from .pipeline import benchmark_run
 from .report import markdown
 from .rundir import LAYOUT, staged_dir, write_json, write_text
-from .runtime import IR_FILE
-from .tasks import task_of
+from .runtime.model import IR_FILE
+from .runtime.overwrite import OutputKind, claim_output, marker_record, write_marker
+from .runtime.tasks import task_of
 
 
 def bench_target(target: str | Path, settings: Settings, *, output: str | Path | None = None,

@@ -285,8 +285,8 @@ def _cmd_package(args: argparse.Namespace) -> int:
 
 def _package_ovms(source: Path, output: str | None, force: bool) -> int:
     """``package --format ovms``: from a bundle, or from a run's bundle (``RUN_DIR/package``)."""
-    from .bundle import BundleError, is_bundle
-    from .ovms import docker_command, write_model_repository
+    from .runtime.bundle import BundleError, is_bundle
+    from .runtime.ovms import docker_command, write_model_repository
 
     bundle = source if is_bundle(source) else source / LAYOUT.package
     if not is_bundle(bundle):
@@ -303,8 +303,8 @@ def _package_ovms(source: Path, output: str | None, force: bool) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .bundle import Bundle
     from .errors import UsageError
+    from .runtime.bundle import Bundle
 
     for number, text in enumerate([*args.texts, *(args.pairs or [])], start=1):
         try:
@@ -324,8 +324,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .oip import Limits
-    from .serve import ServeOptions, serve
+    from .runtime.oip import Limits
+    from .runtime.serve import ServeOptions, serve
 
     limits = Limits(args.max_request_bytes, args.max_texts, args.max_text_chars)
     options = ServeOptions(args.max_batch, args.max_delay_ms, args.max_queue, args.streams, limits)
@@ -334,7 +334,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> Result:
-    from .bundle import verify
+    from .runtime.bundle import verify
 
     result = verify(args.bundle)
     if args.json:

@@ -15,7 +15,7 @@ from typing import Any, get_args
 import numpy as np
 
 from .errors import DataError, UsageError
-from .tasks import CLASSIFICATION
+from .runtime.tasks import CLASSIFICATION
 
 DEFAULT_MODEL = "offline:all-MiniLM-L6-v2"
 BATCH = 32

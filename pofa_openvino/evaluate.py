@@ -1,5 +1,5 @@
 """Scoring a model on a task's evaluation split with the task's own metric, whatever runs it (torch,
-or an OpenVINO IR through :mod:`pofa_openvino.runtime`)."""
+or an OpenVINO IR through :mod:`pofa_openvino.runtime.model`)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def torch_predictor(model: Any) -> Predictor:
 
 
 def openvino_predictor(model: Any) -> Predictor:
-    """``model`` is a :class:`~pofa_openvino.runtime.SparseModel`."""
+    """``model`` is a :class:`~pofa_openvino.runtime.model.SparseModel`."""
     return lambda batch: model.infer({name: value.numpy() for name, value in batch.items()})
 
 

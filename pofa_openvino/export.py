@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .tasks import get_task
+from .runtime.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ def export_trained(model: Any, out_dir: Path, task: str) -> None:
 
 def export_ir(model_dir: str, out_dir: Path, task: str) -> None:
     """FP32 IR with dynamic batch and sequence length, weights kept in FP32 (parity needs them)."""
+    import optimum.intel
     from transformers import AutoTokenizer
 
     from .modeling import load_model, structure_of
@@ -35,7 +36,8 @@ def export_ir(model_dir: str, out_dir: Path, task: str) -> None:
         export_trained(load_model(model_dir, task), out_dir, task)
     else:
         with _quiet():
-            model = get_task(task).openvino_model().from_pretrained(model_dir, export=True, compile=False)
+            model = getattr(optimum.intel, get_task(task).openvino_class).from_pretrained(model_dir, export=True,
+                                                                                          compile=False)
         model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
     log.info("exported %s to OpenVINO IR: %s", Path(model_dir).name, out_dir)

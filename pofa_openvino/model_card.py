@@ -20,7 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from . import report as rows
 from .rundir import write_text
-from .tasks import QUESTION_ANSWERING, get_task
+from .runtime.tasks import QUESTION_ANSWERING, get_task
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def write_card(directory: Path, report: dict[str, Any], recipe: Any, runtime_con
 def write_ir_card(ir_dir: Path, report: dict[str, Any], sections: dict[str, Any], recipe: Any) -> Path:
     """The quantize stage's card in ``openvino/``: the report so far with the stage's own sections (the
     benchmark has not run yet: the bundle's card carries its figures)."""
-    from .runtime import read_runtime_config
+    from .runtime.model import read_runtime_config
 
     return write_card(ir_dir, rows.merged(report, sections), recipe, read_runtime_config(ir_dir))
 
@@ -213,7 +213,7 @@ def _what(report: dict[str, Any], recipe: Any, bundle: dict[str, Any] | None) ->
 
 
 def _runtime(report: dict[str, Any], runtime_config: dict[str, Any], bundle: dict[str, Any] | None) -> list[str]:
-    from .runtime import RUNTIME_CONFIG, SPARSE_RATE
+    from .runtime.model import RUNTIME_CONFIG, SPARSE_RATE
 
     rate = runtime_config.get("CPU", {}).get(SPARSE_RATE)
     target = f" for the target `{bundle['target']}`" if bundle else ""

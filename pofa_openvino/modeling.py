@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from .registry import resolve_model
+from .runtime.tasks import get_task, task_of_architectures
 from .structure import STRUCTURE_KEY
-from .tasks import get_task, task_of_architectures
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,11 @@ def load_tokenizer(ref: str, revision: str | None = None, trust_remote_code: boo
 def load_model(ref: str, task: str, labels: list[str] | None = None, revision: str | None = None,
                trust_remote_code: bool = False) -> Any:
     """The task model; a missing head (an encoder-only checkpoint) is created and said so."""
+    import transformers
+
     quiet_transformers()
     path = resolve_model(ref)
-    auto = get_task(task).auto_model()
+    auto = getattr(transformers, get_task(task).auto_class)
     kwargs: dict[str, Any] = {}
     if labels is not None:
         kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),

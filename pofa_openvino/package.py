@@ -1,6 +1,6 @@
 """Build the edge bundle from a finished run: the INT8 IR, its tokenizer as an OpenVINO model, the
 runtime config for the target, a self-test, the model card (README.md) and a manifest with a checksum
-per file (the card's included). The bundle is verified with :mod:`pofa_openvino.bundle` (what the
+per file (the card's included). The bundle is verified with :mod:`pofa_openvino.runtime.bundle` (what the
 receiving side runs) before it is kept."""
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from .bundle import (
+from .errors import PofaError, StageError
+from .model_card import CARD, write_card
+from .provenance import RUNTIME_LIBRARIES, versions
+from .rundir import LAYOUT, staged_dir
+from .runtime.bundle import (
     DETOKENIZER,
     FORMAT,
     FORMAT_VERSION,
@@ -24,15 +28,12 @@ from .bundle import (
     Bundle,
     is_bundle,
     read_json_file,
+    sha256_file,
     verify,
 )
-from .errors import PofaError, StageError
-from .model_card import CARD, write_card
-from .overwrite import ELSEWHERE, OutputKind
-from .provenance import RUNTIME_LIBRARIES, versions
-from .rundir import LAYOUT, sha256_file, staged_dir
-from .runtime import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
-from .tasks import get_task
+from .runtime.model import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
+from .runtime.overwrite import ELSEWHERE, OutputKind
+from .runtime.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def _accuracy_change(ir_dir: Path, model_dir: Path, recipe: Any, data: Any, max_
     """The task metric with and without the compressed embeddings; refused beyond ``max_drop``."""
     from .evaluate import openvino_predictor, score
     from .modeling import load_tokenizer
-    from .runtime import SparseModel
+    from .runtime.model import SparseModel
 
     tokenizer, split = load_tokenizer(str(ir_dir)), next(iter(data.eval))
     scores = [score(openvino_predictor(SparseModel(d)), tokenizer, data, split, 64, recipe.data.max_seq_length)

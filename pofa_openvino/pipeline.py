@@ -217,8 +217,8 @@ def package_run(run_dir: Path, section: PackageSection, *, output: str | Path | 
                 force: bool = False) -> dict[str, Any]:
     """The ``package`` command on a finished run: the bundle (default ``RUN_DIR/package``), recorded in
     the manifest as the package stage."""
-    from .overwrite import check_output
     from .package import BUNDLE_OUTPUT, check_archive
+    from .runtime.overwrite import check_output
     from .stages import StageContext, package_into
 
     manifest, spec, done = _finished_run(run_dir)

@@ -35,7 +35,7 @@ def versions(names: Iterable[str] = BENCHMARK_LIBRARIES) -> dict[str, str | None
 
 def machine(cores: int) -> dict[str, Any]:
     """CPU model, cores used and the instruction sets the INT8/BF16/sparse kernels depend on."""
-    from .runtime import cpu_info
+    from .runtime.model import cpu_info
 
     model, flags = cpu_info()
     return {"cpu": model, "cores_used": cores, "logical_cpus": os.cpu_count(), "os": platform.platform(),

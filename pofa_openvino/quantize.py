@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .runtime import IR_FILE, Int8Weight
+from .runtime.model import IR_FILE, Int8Weight
 
 log = logging.getLogger(__name__)
 

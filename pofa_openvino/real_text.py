@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .batching import pad
 from .measure import latency_summary
+from .runtime.batching import pad
 
 SORTED_BATCH = 32
 

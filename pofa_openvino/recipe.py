@@ -29,7 +29,7 @@ from pydantic import (
 
 from . import yaml_lines
 from .errors import RecipeError
-from .tasks import CLASSIFICATION, TaskName
+from .runtime.tasks import CLASSIFICATION, TaskName
 
 if TYPE_CHECKING:
     from typing_extensions import Self

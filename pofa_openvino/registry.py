@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tasks import CLASSIFICATION, QUESTION_ANSWERING
+from .runtime.tasks import CLASSIFICATION, QUESTION_ANSWERING
 
 OFFLINE_MODELS: dict[str, tuple[str, str, str]] = {
     # name: (module, function, pip requirement that provides it)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError, PofaError, disk_error, os_failure
-from .overwrite import OutputKind, claim_output
+from .runtime.bundle import sha256_file
+from .runtime.overwrite import OutputKind, claim_output
 
 
 @dataclass(frozen=True)
@@ -128,14 +129,6 @@ def write_failure(exc: BaseException, target: Path, probe: Path | None = None) -
 def free_bytes(folder: Path) -> int:
     """Bytes this process may still write on ``folder``'s file system."""
     return shutil.disk_usage(folder).free
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha256_tree(path: Path) -> str:

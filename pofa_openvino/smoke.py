@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 
 from .recipe import Recipe, TrainingSection
-from .tasks import get_task
+from .runtime.tasks import get_task
 
 ROWS = 48
 

@@ -79,7 +79,7 @@ def load(ctx: StageContext) -> StageOutput:
     from .modeling import load_model, load_tokenizer
     from .prune import sparsity_report
     from .registry import published, resolve_model
-    from .tasks import task_of_architectures
+    from .runtime.tasks import task_of_architectures
 
     recipe = ctx.recipe
     pretrained = ctx.outputs.get("pretrain")
@@ -353,7 +353,7 @@ def export(ctx: StageContext) -> StageOutput:
     from .export import export_ir
     from .modeling import load_model, load_tokenizer
     from .rundir import staged_dir
-    from .runtime import SparseModel
+    from .runtime.model import SparseModel
 
     recipe, data = ctx.recipe, ctx.data
     with staged_dir(ctx.run_dir / LAYOUT.ir_fp32) as out:
@@ -389,7 +389,7 @@ def quantize(ctx: StageContext) -> StageOutput:
     from .quantize import calibration_batches, quantize_ir, zero_preservation
     from .recipe import ExportSection, QuantizationSection
     from .rundir import staged_dir
-    from .runtime import IR_FILE, SparseModel, int8_weights, write_runtime_config
+    from .runtime.model import IR_FILE, SparseModel, int8_weights, write_runtime_config
 
     recipe, data = ctx.recipe, ctx.data
     section = recipe.quantization or QuantizationSection(approach="none")
@@ -543,7 +543,7 @@ def _validation(data: Any, tokenizer: Any, max_length: int) -> tuple[list[dict[s
 def _sparse_rate(setting: str | float, int8: dict[str, dict[str, Any]], prunable: Any) -> float | None:
     """``auto``: the largest rate every pruned, eligible INT8 layer reaches; ``off``: none; a float: as
     given (layers below it run dense, which is said)."""
-    from .runtime import auto_rate
+    from .runtime.model import auto_rate
 
     pruned = {name: layer["int8_zero_fraction"] for name, layer in int8.items()
               if layer["eligible_for_sparse"] and prunable(name)}

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pofa_openvino import run
-from pofa_openvino.bundle import Bundle, BundleError, extract, verify
 from pofa_openvino.cli import main
+from pofa_openvino.runtime.bundle import Bundle, BundleError, extract, verify
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def _toolkit_predictions(run_dir: Path, texts: list[str]) -> np.ndarray:
     """Logits the way the toolkit computes them: the HF tokenizer and the run's INT8 IR."""
     from transformers import AutoTokenizer
 
-    from pofa_openvino.runtime import SparseModel
+    from pofa_openvino.runtime.model import SparseModel
 
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "openvino")
     inputs = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="np")
@@ -213,7 +213,7 @@ def test_a_bundle_never_carries_machine_paths_or_tokens(tmp_path, leak):
 
 def _rewrite_selftest(bundle: Path, change) -> None:
     """Alter selftest.json and re-seal the manifest over it, as someone who edits the bundle would."""
-    from pofa_openvino.rundir import sha256_file
+    from pofa_openvino.runtime.bundle import sha256_file
 
     path = bundle / "selftest.json"
     selftest = json.loads(path.read_text())
@@ -307,7 +307,7 @@ def test_verify_refuses_a_manifest_that_lies_and_links(copy, alter, message):
 
 
 def test_predict_runs_many_texts_in_bounded_batches_and_refuses_bad_bytes(packaged, capsys):
-    from pofa_openvino.bundle import PREDICT_BATCH
+    from pofa_openvino.runtime.bundle import PREDICT_BATCH
 
     bundle = Bundle(packaged.run_dir / "package")
     texts = (TEXTS * 20)[: 2 * PREDICT_BATCH + 3]
@@ -342,7 +342,7 @@ def _files(*names: str, size: int = 1) -> list[tarfile.TarInfo]:
 ])
 def test_an_archive_is_judged_by_its_headers_before_anything_is_written(tmp_path, monkeypatch, members, limits,
                                                                         message):
-    import pofa_openvino.bundle as bundle_module
+    import pofa_openvino.runtime.bundle as bundle_module
 
     for name, value in limits.items():
         monkeypatch.setattr(bundle_module, name, value)
@@ -369,7 +369,7 @@ BUNDLE_FILES = ["manifest.json", "selftest.json", "runtime_config.json", "model/
 def test_a_mutated_bundle_verifies_or_is_one_bundle_error(packaged, tmp_path_factory, data):
     """Any file of a bundle cut, flipped or padded (and the manifest re-sealed over it, or not): verify
     passes or raises one BundleError line, never another exception."""
-    from pofa_openvino.rundir import sha256_file
+    from pofa_openvino.runtime.bundle import sha256_file
 
     bundle = tmp_path_factory.mktemp("mutated") / "bundle"
     shutil.copytree(packaged.run_dir / "package", bundle)

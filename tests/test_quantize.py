@@ -13,7 +13,7 @@ import pytest
 from conftest import linear_weights, sparsify, tiny_recipe
 
 from pofa_openvino import RecipeError, run
-from pofa_openvino.runtime import SparseModel, cpu, int8_weights
+from pofa_openvino.runtime.model import SparseModel, cpu, int8_weights
 
 pytestmark = pytest.mark.slow
 

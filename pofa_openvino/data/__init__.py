@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..tasks import get_task
+from ..runtime.tasks import get_task
 from .classification import ClassificationData, load_classification
 from .example import Example
 from .qa import QAData, QAExample, load_qa

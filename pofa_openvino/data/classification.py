@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import DataError, listed
 from ..metrics import classification_metrics
-from ..tasks import CLASSIFICATION
+from ..runtime.tasks import CLASSIFICATION
 from .example import Example
 from .hub import load_hub_dataset
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..metrics import squad_metrics
-from ..tasks import QUESTION_ANSWERING
+from ..runtime.tasks import QUESTION_ANSWERING
 from .classification import read_utf8
 from .hub import load_hub_dataset
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import PofaError, UsageError
 from .batching import DynamicBatcher, Overloaded
 from .bundle import Bundle
-from .errors import PofaError, UsageError
 from .oip import (
     BYTES,
     HEADER_LENGTH,

@@ -8,13 +8,13 @@ import pytest
 
 from pofa_openvino.bench_target import BENCH_OUTPUT
 from pofa_openvino.bench_target import MARKER as BENCH_MARKER
-from pofa_openvino.bundle import FORMAT
 from pofa_openvino.errors import OutputError, PofaError
-from pofa_openvino.overwrite import check_output, claim_output, write_marker
-from pofa_openvino.ovms import MARKER as OVMS_MARKER
-from pofa_openvino.ovms import OVMS_OUTPUT
 from pofa_openvino.package import BUNDLE_OUTPUT
 from pofa_openvino.rundir import LOCK, MANIFEST_FORMAT, RUN_OUTPUT
+from pofa_openvino.runtime.bundle import FORMAT
+from pofa_openvino.runtime.overwrite import check_output, claim_output, write_marker
+from pofa_openvino.runtime.ovms import MARKER as OVMS_MARKER
+from pofa_openvino.runtime.ovms import OVMS_OUTPUT
 
 
 def _files(out: Path, names: list[str]) -> None:

@@ -8,6 +8,7 @@ size of every other file)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 import zlib
@@ -18,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PofaError
-from .rundir import sha256_file
+from ..errors import PofaError
+from .model import SparseModel
 from .tasks import CLASSIFICATION, TASKS, get_task, task_of_architectures
 
 FORMAT, FORMAT_VERSION = "pofa-openvino-bundle", 1
@@ -33,6 +34,15 @@ SELFTEST_TOLERANCE = 1e-2  # max |output difference| on the stored inputs (INT8 
 
 class BundleError(PofaError):
     """The bundle is incomplete, altered or not one this release can run; the message names what."""
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks: how a manifest records every file of a bundle."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json_file(root: Path, name: str, kind: type) -> Any:
@@ -126,8 +136,6 @@ class Bundle:
     def __init__(self, path: str | Path, check: bool = True, properties: dict[str, Any] | None = None):
         import openvino as ov
         import openvino_tokenizers  # noqa: F401  (registers the tokenizer operations with OpenVINO)
-
-        from .runtime import SparseModel
 
         self.root = Path(path)
         self.manifest = read_manifest(self.root)

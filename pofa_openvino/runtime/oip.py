@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PofaError
+from ..errors import PofaError
 from .tasks import get_task
 
 HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary extension's header: JSON bytes before tensors

@@ -1,8 +1,9 @@
 """The task registry: what the tool knows per task (its model classes, heads, targets, text inputs and
 metric) in one frozen record each, so that no module keeps a map of task names of its own.
 
-Light on purpose (the standard library and :mod:`.errors`; model classes are stored by name and
-resolved on use): the runtime reads it as well as the toolkit."""
+Part of the runtime (a bundle's manifest names its task; predict and serve read its heads): the standard
+library and :mod:`pofa_openvino.errors` only. The toolkit's model classes are stored by name, and the
+toolkit resolves them where it loads or exports a model."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from .errors import PofaError
+from ..errors import PofaError
 
 TaskName = Literal["text-classification", "question-answering"]  # what a recipe's `task` may say
 
@@ -37,18 +38,6 @@ class Task:
     def architecture_suffix(self) -> str:
         """How a task model's architecture name ends (``BertForQuestionAnswering``)."""
         return self.auto_class.removeprefix("AutoModel")
-
-    def auto_model(self) -> Any:
-        """The transformers Auto class (imports transformers)."""
-        import transformers
-
-        return getattr(transformers, self.auto_class)
-
-    def openvino_model(self) -> Any:
-        """The optimum-intel model class (imports optimum-intel)."""
-        import optimum.intel
-
-        return getattr(optimum.intel, self.openvino_class)
 
     def text_inputs(self, text_columns: int) -> int:
         """Strings per example: a question and a context, else one per text column (a pair is two)."""

@@ -11,7 +11,7 @@ import pytest
 from pofa_openvino.data import ClassificationData, QAData
 from pofa_openvino.errors import PofaError
 from pofa_openvino.recipe import Recipe
-from pofa_openvino.tasks import (
+from pofa_openvino.runtime.tasks import (
     CLASSIFICATION,
     QUESTION_ANSWERING,
     TASKS,
@@ -66,7 +66,7 @@ def test_text_inputs(task, columns, expected):
 
 def test_the_registry_imports_nothing_heavy():
     """The runtime reads the registry, so importing it (and naming its classes) loads no toolkit library."""
-    probe = ("import sys\nfrom pofa_openvino.tasks import TASKS\n"
+    probe = ("import sys\nfrom pofa_openvino.runtime.tasks import TASKS\n"
              "[(t.auto_class, t.openvino_class) for t in TASKS.values()]\n"
              "heavy = {'transformers', 'torch', 'optimum'} & set(sys.modules)\n"
              "assert not heavy, heavy")

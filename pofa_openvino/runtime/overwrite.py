@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PofaError, os_failure
+from ..errors import PofaError, os_failure
 
 ELSEWHERE = "choose another output directory (-o)"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PofaError
+from ..errors import PofaError
 
 
 class Overloaded(PofaError):

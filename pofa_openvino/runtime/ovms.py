@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import PofaError
 from .bundle import Bundle, BundleError, verify
-from .errors import PofaError
 from .overwrite import OutputKind, check_output, claim_output, marker_record, write_marker
 from .tasks import CLASSIFICATION
 

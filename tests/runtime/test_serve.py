@@ -22,8 +22,8 @@ from conftest import clean_venv, tiny_recipe
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pofa_openvino.batching import DynamicBatcher, Overloaded, length_groups
-from pofa_openvino.oip import Limits, ProtocolError, Signature, infer_response, parse_infer
+from pofa_openvino.runtime.batching import DynamicBatcher, Overloaded, length_groups
+from pofa_openvino.runtime.oip import Limits, ProtocolError, Signature, infer_response, parse_infer
 
 TEXTS = ["the plot was gripping .", "not good at all", "a dull , slow film", "the acting was wonderful",
          "good", "a wonderful , gripping , moving and beautifully acted film that i would see again"]
@@ -104,7 +104,7 @@ def test_tritonclient_gets_what_predict_gives(server, bundle_dir):
     """The reference client, in its default binary mode and in JSON, agrees with `Bundle.predict`."""
     import tritonclient.http as httpclient
 
-    from pofa_openvino.bundle import Bundle
+    from pofa_openvino.runtime.bundle import Bundle
 
     expected = Bundle(bundle_dir).predict(TEXTS)
     client = httpclient.InferenceServerClient(url=f"127.0.0.1:{server.port}")
@@ -131,7 +131,7 @@ def test_concurrent_requests_are_batched_and_answered_alike(server, bundle_dir):
     """Many single-text requests at once come back with the answer each would get alone."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pofa_openvino.bundle import Bundle
+    from pofa_openvino.runtime.bundle import Bundle
 
     expected = {t: p["label"] for t, p in zip(TEXTS, Bundle(bundle_dir).predict(TEXTS), strict=True)}
     with ThreadPoolExecutor(8) as pool:
@@ -345,7 +345,7 @@ def test_parse_and_answer_round_trip_the_binary_extension():
 
 def test_serving_stays_out_of_the_light_runtime():
     """`serve` pulls Starlette and uvicorn only when serving; `Bundle` alone does not load them."""
-    code = ("import sys; from pofa_openvino.bundle import Bundle; "
+    code = ("import sys; from pofa_openvino.runtime.bundle import Bundle; "
             "sys.exit(any(m.split('.')[0] in ('starlette', 'uvicorn', 'anyio') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], env={**os.environ}).returncode == 0
 
@@ -359,7 +359,7 @@ OVMS_CONFIG_KEYS = {"name", "base_path", "batch_size", "graph_path", "subconfig"
 def test_the_ovms_repository_holds_one_strings_in_model_that_answers_like_predict(bundle_dir, tmp_path):
     """The layout OVMS loads, a config within its schema, and a graph that a fresh OpenVINO process
     (as OVMS is: the tokenizers extension loaded, the plugin_config applied) runs on raw strings."""
-    from pofa_openvino.bundle import Bundle
+    from pofa_openvino.runtime.bundle import Bundle
 
     repo = tmp_path / "repo"
     ran = subprocess.run([CLI, "package", str(bundle_dir), "--format", "ovms", "-o", str(repo)], capture_output=True,
@@ -425,6 +425,6 @@ def test_serve_needs_only_the_base_install_and_the_serve_extra(bundle_dir, tmp_p
         status, answer, _ = running.infer(_texts_body(TEXTS[:2]))
     finally:
         assert running.stop() == 0
-    from pofa_openvino.bundle import Bundle
+    from pofa_openvino.runtime.bundle import Bundle
 
     assert status == 200 and answer["outputs"][0]["data"] == [p["label"] for p in Bundle(bundle_dir).predict(TEXTS[:2])]
