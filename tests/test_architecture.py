@@ -1,5 +1,6 @@
 """The package's shape: no import cycles (top-level and function-local imports alike; only imports under
-``if TYPE_CHECKING:`` are left out, since they never run) and ``python -m pofa_openvino`` is the CLI."""
+``if TYPE_CHECKING:`` are left out, since they never run), a runtime that imports only its allow-list,
+and ``python -m pofa_openvino`` is the CLI."""
 
 from __future__ import annotations
 
@@ -53,14 +54,18 @@ def _is_type_checking(test: ast.expr) -> bool:
 def _targets(node: ast.Import | ast.ImportFrom, package: str, modules: dict[str, Path]) -> set[str]:
     """The package modules an import statement loads: ``from X import y`` loads ``X.y`` when that is a
     module, else ``X``; a dotted name resolves to its longest prefix that is a module."""
+    return {m for m in (_owner(name, modules) for name in _imported_names(node, package, modules)) if m}
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom, package: str, modules: dict[str, Path]) -> list[str]:
+    """The dotted names an import statement loads: ``from X import y`` is ``X.y`` when that is a module."""
     if isinstance(node, ast.Import):
-        return {m for m in (_owner(a.name, modules) for a in node.names) if m}
+        return [alias.name for alias in node.names]
     base = node.module or ""
     if node.level:
         anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
         base = ".".join([*anchor, *([node.module] if node.module else [])])
-    found = {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else _owner(base, modules) for a in node.names}
-    return {m for m in found if m}
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
 
 
 def _owner(dotted: str, modules: dict[str, Path]) -> str | None:
@@ -147,6 +152,69 @@ def test_the_cycle_finder_sees_every_kind_of_import(tmp_path, files, cycle):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     assert cycles(import_graph(root)) == ([cycle] if cycle else [])
+
+
+# What pofa_openvino/runtime/ may import besides the standard library, pofa_openvino.errors and itself.
+RUNTIME_LIBRARIES = frozenset({"openvino", "openvino_tokenizers", "numpy"})
+SERVER_LIBRARIES = frozenset({"starlette", "uvicorn"})  # the `serve` extra: in runtime/serve.py, inside functions
+
+
+def runtime_violations(package: Path) -> list[str]:
+    """Every import under ``package/runtime`` outside the runtime's allow-list, as ``module line N: name``.
+    Top-level, function-local and ``if TYPE_CHECKING:`` imports alike: the runtime may not even name the
+    toolkit."""
+    modules = module_names(package)
+    runtime, server = f"{package.name}.runtime", f"{package.name}.runtime.serve"
+    found = []
+    for name, path in modules.items():
+        if name != runtime and not name.startswith(f"{runtime}."):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        local = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+                 for n in ast.walk(f)}
+        package_of = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            for imported in _imported_names(node, package_of, modules):
+                top = imported.partition(".")[0]
+                allowed = (top in sys.stdlib_module_names or top in RUNTIME_LIBRARIES
+                           or imported in (f"{package.name}.errors", runtime) or imported.startswith(f"{runtime}.")
+                           or (top in SERVER_LIBRARIES and name == server and id(node) in local))
+                if not allowed:
+                    found.append(f"{name} line {node.lineno}: {imported}")
+    return found
+
+
+def test_the_runtime_imports_only_its_allow_list():
+    assert len([m for m in module_names(PACKAGE) if m.startswith("pofa_openvino.runtime.")]) >= 8  # really read
+    found = runtime_violations(PACKAGE)
+    assert not found, "the runtime imports outside its allow-list (stdlib, openvino, openvino_tokenizers, numpy, " \
+        "pofa_openvino.errors, pofa_openvino.runtime; starlette/uvicorn inside runtime/serve.py functions):\n" + \
+        "\n".join(found)
+
+
+@pytest.mark.parametrize(("files", "found"), [
+    ({"runtime/a.py": "import json, numpy\nfrom ..errors import E\nfrom .. import errors\nfrom . import b\n",
+      "runtime/b.py": "from pkg.runtime.a import x\n", "errors.py": ""}, []),
+    ({"runtime/a.py": "def f():\n    from ..recipe import R\n", "recipe.py": ""}, ["pkg.runtime.a line 2: pkg.recipe"]),
+    ({"runtime/a.py": "from .. import errors, rundir\n", "errors.py": "", "rundir.py": ""},
+     ["pkg.runtime.a line 1: pkg.rundir"]),
+    ({"runtime/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n"},
+     ["pkg.runtime.a line 3: torch"]),
+    ({"runtime/serve.py": "import uvicorn\ndef f():\n    import starlette.applications\n"},
+     ["pkg.runtime.serve line 1: uvicorn"]),
+    ({"runtime/a.py": "async def f():\n    from starlette.routing import Route\n"},
+     ["pkg.runtime.a line 2: starlette.routing"]),
+    ({"runtime/__init__.py": "def __getattr__(name):\n    from .. import pipeline\n", "pipeline.py": ""},
+     ["pkg.runtime line 2: pkg.pipeline"]),
+])
+def test_the_runtime_contract_sees_every_kind_of_import(tmp_path, files, found):
+    root = tmp_path / "pkg"
+    for name, text in {"__init__.py": "", "runtime/__init__.py": "", **files}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    assert runtime_violations(root) == found
 
 
 def test_python_dash_m_runs_the_cli(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 
 
 @pytest.mark.parametrize("code", [
-    "import pofa_openvino, pofa_openvino.recipe, pofa_openvino.pipeline, pofa_openvino.runtime.bundle, pofa_openvino.bench",
+    "import pofa_openvino, pofa_openvino.recipe, pofa_openvino.pipeline, pofa_openvino.runtime.bundle, "
+    "pofa_openvino.bench",
     "from pofa_openvino.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
 ])
 def test_no_torch_on_import(code):
