@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from . import interrupts
-from .errors import PofaError
+from .errors import PofaError, UsageError
 from .rundir import LAYOUT
 
 TARGETS = ("xeon-amx", "xeon", "edge")  # package.target's choices (kept equal by a test)
+# What the base install runs (`serve` with its extra); every other verb needs the `compress` extra.
+RUNTIME_VERBS = frozenset({"predict", "verify", "serve"})
 EXIT_CODES = """exit codes:
   0    done
   1    a stage failed, or a bundle did not verify (one line on stderr)
-  2    bad input: a recipe, a data file or the command line (one line)
+  2    bad input: a recipe, a data file or the command line, or a toolkit verb without the toolkit (one line)
   130  interrupted: finished stages are kept; --resume continues
   141  the output pipe was closed (... | head)"""
 
@@ -140,13 +142,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _setup_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    if sys.stderr.isatty():
-        from rich.console import Console
-        from rich.logging import RichHandler
-
-        handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
+    handler = _terminal_handler() if sys.stderr.isatty() else None
+    if handler is None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun / accelerate launch rank 0 tells the story
@@ -156,6 +153,18 @@ def _setup_logging(debug: bool, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("pofa_openvino").setLevel(level)
+
+
+def _terminal_handler() -> logging.Handler | None:
+    """Rich's log lines on a terminal; None in the base install, which has no rich (plain lines then)."""
+    try:
+        from rich.console import Console
+        from rich.logging import RichHandler
+    except ImportError:
+        return None
+    handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    return handler
 
 
 Result = int | dict[str, Any]  # an exit code, or (with --json) the document to print; "ok" says which code
@@ -203,7 +212,6 @@ def _cmd_bench(args: argparse.Namespace) -> Result:
     from .bench import settings_from
     from .bench_target import bench_target
     from .data.text import read_texts
-    from .errors import UsageError
     from .recipe import BenchmarkSection
 
     options = {key: getattr(args, key) for key in BENCH_OPTIONS}
@@ -264,14 +272,12 @@ def _real_text_table(bench: dict) -> Any:
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    source = Path(args.run_dir)
+    if args.format == "ovms":  # from a bundle: the base install is enough
+        return _package_ovms(source, args.output, args.force)
     from .pipeline import package_run
     from .recipe import PackageSection
 
-    source = Path(args.run_dir)
-    if args.format == "ovms":
-        return _package_ovms(source, args.output, args.force)
     section = PackageSection(target=args.target, archive=args.archive, compress_embeddings=args.compress_embeddings)
     report = package_run(source.resolve(), section, output=args.output, force=args.force)["package"]
     where = Path(args.output or Path(args.run_dir) / LAYOUT.package)
@@ -303,7 +309,6 @@ def _package_ovms(source: Path, output: str | None, force: bool) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .errors import UsageError
     from .runtime.bundle import Bundle
 
     for number, text in enumerate([*args.texts, *(args.pairs or [])], start=1):
@@ -418,7 +423,6 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
     from .catalogue import init_recipe
     from .data_recipe import DEFAULT_MODEL, recipe_for_files
-    from .errors import UsageError
     from .recipe import load_recipe
     from .rundir import write_text
 
@@ -487,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:  # os_errors: a read-only or full disk, in any verb, is one line (a closed pipe is handled below)
         with os_errors(), _stdout_to_stderr() if as_json else contextlib.nullcontext():
-            result = COMMANDS[args.verb](args)
+            result = _dispatch(args)
         if isinstance(result, dict):
             _print_json(result)
             return 0 if result["ok"] else int(result.get("exit_code", 1))
@@ -507,6 +511,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `... | head -1` closed our stdout: stop quietly, as other Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def _dispatch(args: argparse.Namespace) -> Result:
+    """Run the verb. A toolkit verb whose libraries are missing (the base install) is one line and exit 2,
+    not a traceback; a runtime verb's missing module is a broken install and is raised as it is."""
+    try:
+        return COMMANDS[args.verb](args)
+    except ModuleNotFoundError as exc:
+        if args.verb in RUNTIME_VERBS or (exc.name or "").partition(".")[0] == "pofa_openvino":
+            raise
+        raise UsageError(f"pofa-openvino {args.verb} needs the toolkit: pip install 'pofa-openvino[compress]' "
+                         f"(no module named {exc.name!r})") from exc
 
 
 def _print_error(exc: PofaError) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sparsify, tiny_recipe
+from conftest import clean_venv, sparsify, tiny_recipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +23,6 @@ from pofa_openvino.runtime.bundle import Bundle, BundleError, extract, verify
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["the plot was gripping .", "not good at all", "a dull , slow film", "the acting was wonderful"]
 
 
@@ -82,14 +81,15 @@ def test_bundle_predicts_what_the_toolkit_predicts(packaged):
         bundle.predict(TEXTS[:1], ["a second text"])
 
 
-def test_runner_needs_only_the_base_install(packaged, tmp_path):
-    """A fresh venv with `pip install pofa-openvino` (no extras): no torch, same predictions."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                              "-c", str(ROOT / "constraints.txt"), str(ROOT)], capture_output=True, text=True)
-    assert install.returncode == 0, install.stderr[-2000:]
+@pytest.fixture(scope="module")
+def base_venv(tmp_path_factory) -> Path:
+    """A fresh venv with `pip install pofa-openvino` (no extras): what an edge box installs. Its bin directory."""
+    return clean_venv(tmp_path_factory.mktemp("base") / "venv")
+
+
+def test_runner_needs_only_the_base_install(packaged, base_venv, tmp_path):
+    """No torch in the base install, and the same predictions as the toolkit's venv."""
+    python = base_venv / "python"
     assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0
     assert subprocess.run([str(python), "-c", "import transformers"], capture_output=True).returncode != 0
     ran = subprocess.run([str(python), "-m", "pofa_openvino", "predict", str(packaged.run_dir / "package"), *TEXTS],
@@ -100,9 +100,50 @@ def test_runner_needs_only_the_base_install(packaged, tmp_path):
     assert [r["text"] for r in remote] == TEXTS
     assert [r["label"] for r in remote] == [p["label"] for p in local]
     np.testing.assert_allclose([r["score"] for r in remote], [p["score"] for p in local], atol=1e-5)
-    verified = subprocess.run([str(venv / "bin" / "pofa-openvino"), "verify", str(packaged.run_dir / "package")],
+    verified = subprocess.run([str(base_venv / "pofa-openvino"), "verify", str(packaged.run_dir / "package")],
                               capture_output=True, text=True)
     assert verified.returncode == 0 and "ok" in verified.stdout, verified.stderr
+
+
+# Top-level modules the runtime may load besides the standard library, found by looking in the base venv.
+RUNTIME_MODULES = {"pofa_openvino", "numpy", "openvino", "openvino_tokenizers",
+                   "cython_runtime",                    # numpy's compiled modules (with a _cython_X_Y_Z module)
+                   "openvino_telemetry", "__mp_main__"}  # what `import openvino` loads (the latter: multiprocessing's)
+TOOLKIT_MODULES = {"pydantic", "yaml", "rich", "torch", "transformers"}
+PROBE = """
+import contextlib, io, json, re, sys
+before = set(sys.modules)  # what the interpreter loaded (a venv's .pth hooks included)
+from pofa_openvino.runtime.bundle import Bundle, verify
+from pofa_openvino.cli import main
+verify(sys.argv[1])
+Bundle(sys.argv[1]).predict(["a fine film"])
+with contextlib.redirect_stdout(io.StringIO()):
+    codes = [main(["predict", sys.argv[1], "a fine film"]), main(["verify", sys.argv[1]])]
+loaded = {name.partition(".")[0] for name in set(sys.modules) - before}
+print(json.dumps({"codes": codes, "loaded": sorted(loaded - set(sys.stdlib_module_names)
+                                                   - {m for m in loaded if re.fullmatch(r"_cython_[0-9_]+", m)})}))
+"""
+
+
+def test_the_runtime_loads_nothing_outside_its_allow_list(packaged, base_venv):
+    """`Bundle`, `verify` and the `predict`/`verify` verbs in the base install: from `sys.modules`, only the
+    standard library, openvino, openvino-tokenizers, numpy (and what they import) and this package."""
+    ran = subprocess.run([str(base_venv / "python"), "-c", PROBE, str(packaged.run_dir / "package")],
+                         capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    probe = json.loads(ran.stdout.splitlines()[-1])
+    assert probe["codes"] == [0, 0]
+    outside = set(probe["loaded"]) - RUNTIME_MODULES
+    assert not outside, f"the runtime loaded modules outside its allow-list: {sorted(outside)}"
+    assert not set(probe["loaded"]) & TOOLKIT_MODULES
+
+
+@pytest.mark.parametrize("verb", [["validate", "x.yaml"], ["run", "x.yaml"], ["package", "run"]])
+def test_a_toolkit_verb_in_the_base_install_is_one_line_naming_the_extra(base_venv, tmp_path, verb):
+    ran = subprocess.run([str(base_venv / "pofa-openvino"), *verb], capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 2
+    (line,) = ran.stderr.splitlines()
+    assert line.startswith(f"pofa-openvino {verb[0]} needs the toolkit: pip install 'pofa-openvino[compress]'")
 
 
 @pytest.fixture
