@@ -1,4 +1,4 @@
-"""The run directory: atomic files, the manifest, and what a run may replace (see :mod:`.overwrite`)."""
+"""The run directory: atomic files, the manifest, and what a run may replace (see :mod:`.runtime.overwrite`)."""
 
 from __future__ import annotations
 

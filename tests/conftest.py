@@ -38,6 +38,19 @@ def tiny_distilbert(tmp_path_factory, sentiment_words) -> Path:
     return make_tiny_model("distilbert", tmp_path_factory.mktemp("tiny-distilbert"), sentiment_words)
 
 
+@pytest.fixture(scope="session")
+def packaged(tiny_bert, tmp_path_factory):
+    """A finished tiny run (90% sparse, static INT8, rate 0.8) with its bundle and archive, built once for
+    the package-stage tests and the bundle's (tests/runtime/test_bundle.py)."""
+    from pofa_openvino import run
+
+    tmp = tmp_path_factory.mktemp("package")
+    recipe = tiny_recipe(sparsify(tiny_bert, tmp / "sparse", fraction=0.9), pruning={"pruning_type": "pattern_lock"},
+                         quantization={"approach": "static", "calibration_sampling_size": 16},
+                         export={"sparse_weights_decompression_rate": 0.8}, package={"archive": True})
+    return run(recipe, output_dir=tmp / "run")
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging():
     """The CLI, called in-process, points the root logger at the stream of that moment (a captured

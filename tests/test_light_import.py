@@ -16,3 +16,15 @@ def test_no_torch_on_import(code):
                    "assert 'transformers' not in sys.modules, 'transformers imported'"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_runtime_loads_no_toolkit_library():
+    """`Bundle`, `SparseModel`, `verify` and the CLI module load neither the recipe schema (pydantic,
+    PyYAML) nor rich: the base install has none of them (the clean-venv test runs them there)."""
+    probe = ("import sys\nfrom pofa_openvino.runtime import Bundle, SparseModel, verify\n"
+             "import pofa_openvino.bundle, pofa_openvino.cli\n"
+             "loaded = {name.partition('.')[0] for name in sys.modules}\n"
+             "toolkit = {'pydantic', 'yaml', 'rich', 'torch', 'transformers'} & loaded\n"
+             "assert not toolkit, toolkit")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
