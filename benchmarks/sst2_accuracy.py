@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_cli import RUNS
+from bench_cli import RUNS, absolute
 
 from pofa_openvino.rundir import read_json as read
 
@@ -47,7 +47,7 @@ def entry(route: str, run: str, runs: Path, commit: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("routes", nargs="+", metavar="ROUTE=RUN")
-    parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--runs", type=absolute, default=RUNS)
     parser.add_argument("--commit", required=True, help="the commit whose code trained these runs")
     args = parser.parse_args()
     recorded = {e["route"]: e for e in (read(RESULTS)["routes"] if RESULTS.exists() else [])}

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_cli import RUNS, show_logs
+from bench_cli import RUNS, absolute, show_logs
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -28,7 +28,7 @@ DENSE = "dense"
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--runs", type=absolute, default=RUNS)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per variant and length")
     parser.add_argument("--dense-run", default="sst2-minilm-teacher-auto90",
                         help="the run whose teacher/ is the dense SST-2 model")
