@@ -74,14 +74,21 @@ def shared_data() -> Path:
 def clean_venv(where: Path, extras: str = "") -> Path:
     """A new venv with only ``pip install pofa-openvino[extras]`` (pinned by constraints.txt): what a
     user of the runtime installs. Returns its bin directory."""
+    import shutil
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
+    # Built from a copy of what the wheel is made of: an in-tree build would reuse a stale build/lib of
+    # modules that have since moved or gone, and ship them.
+    source = where.with_name(where.name + "-source")
+    shutil.copytree(root / "pofa_openvino", source / "pofa_openvino", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
     install = subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "--quiet",
                               "--disable-pip-version-check", "-c", str(root / "constraints.txt"),
-                              f"{root}[{extras}]" if extras else str(root)], capture_output=True, text=True)
+                              f"{source}[{extras}]" if extras else str(source)], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-2000:]
     return where / "bin"
 
