@@ -326,9 +326,7 @@ def _write_report(run_dir: Path, manifest: dict[str, Any], spec: Recipe) -> dict
                                          "sha256": manifest["recipe_sha256"]}}
     for entry in manifest["stages"].values():
         if entry.get("status") == "done":
-            for key, value in entry.get("report", {}).items():
-                merged = report.get(key)
-                report[key] = {**merged, **value} if isinstance(merged, dict) and isinstance(value, dict) else value
+            report = report_md.merged(report, entry.get("report", {}))
     report["timings"] = {name: entry.get("seconds") for name, entry in manifest["stages"].items()}
     write_json(run_dir / LAYOUT.report_json, report)
     write_text(run_dir / LAYOUT.report_md, report_md.markdown(report))
