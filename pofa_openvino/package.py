@@ -28,9 +28,9 @@ from .runtime.bundle import (
     Bundle,
     is_bundle,
     read_json_file,
-    sha256_file,
     verify,
 )
+from .runtime.digest import sha256_file
 from .runtime.model import IR_FILE, RUNTIME_CONFIG, SPARSE_RATE, read_runtime_config
 from .runtime.overwrite import ELSEWHERE, OutputKind
 from .runtime.tasks import get_task

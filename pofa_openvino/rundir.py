@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError, PofaError, disk_error, os_failure
-from .runtime.bundle import sha256_file
+from .runtime.digest import sha256_file
 from .runtime.overwrite import OutputKind, claim_output
 
 

@@ -28,3 +28,12 @@ def test_the_runtime_loads_no_toolkit_library():
              "assert not toolkit, toolkit")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_command_line_starts_without_numpy():
+    """``pofa-openvino --help`` and argument errors answer before any array library loads: the run
+    directory's digests come from the stdlib-only ``runtime.digest``, not the bundle module."""
+    probe = ("import sys\nfrom pofa_openvino.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+             "    pass\nassert 'numpy' not in sys.modules, 'numpy imported'")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

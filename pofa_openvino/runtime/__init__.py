@@ -4,6 +4,7 @@
   types that show whether sparse weight decompression ran;
 - :mod:`.tasks`: the task registry (heads, outputs, text inputs) that bundles and the toolkit share;
 - :mod:`.bundle`: the bundle format: open, verify, predict, safe extraction of an archive;
+- :mod:`.digest`: file digests (stdlib), shared by bundle manifests and the toolkit's run directory;
 - :mod:`.ovms`: a bundle as an OpenVINO Model Server repository of one strings-in graph;
 - :mod:`.overwrite`: the one overwrite policy of every directory the tool writes;
 - :mod:`.serve` over :mod:`.oip` and :mod:`.batching`: the Open Inference Protocol server (the

@@ -8,7 +8,6 @@ size of every other file)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 import zlib
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PofaError
+from .digest import sha256_file
 from .model import SparseModel
 from .tasks import CLASSIFICATION, TASKS, get_task, task_of_architectures
 
@@ -34,15 +34,6 @@ SELFTEST_TOLERANCE = 1e-2  # max |output difference| on the stored inputs (INT8 
 
 class BundleError(PofaError):
     """The bundle is incomplete, altered or not one this release can run; the message names what."""
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB chunks: how a manifest records every file of a bundle."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_json_file(root: Path, name: str, kind: type) -> Any:

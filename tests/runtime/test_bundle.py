@@ -181,7 +181,7 @@ def test_unpacking_refuses_members_that_escape(tmp_path, member):
 
 def _rewrite_selftest(bundle: Path, change) -> None:
     """Alter selftest.json and re-seal the manifest over it, as someone who edits the bundle would."""
-    from pofa_openvino.runtime.bundle import sha256_file
+    from pofa_openvino.runtime.digest import sha256_file
 
     path = bundle / "selftest.json"
     selftest = json.loads(path.read_text())
@@ -301,7 +301,7 @@ BUNDLE_FILES = ["manifest.json", "selftest.json", "runtime_config.json", "model/
 def test_a_mutated_bundle_verifies_or_is_one_bundle_error(packaged, tmp_path_factory, data):
     """Any file of a bundle cut, flipped or padded (and the manifest re-sealed over it, or not): verify
     passes or raises one BundleError line, never another exception."""
-    from pofa_openvino.runtime.bundle import sha256_file
+    from pofa_openvino.runtime.digest import sha256_file
 
     bundle = tmp_path_factory.mktemp("mutated") / "bundle"
     shutil.copytree(packaged.run_dir / "package", bundle)
