@@ -5,7 +5,8 @@
 ``ROUTE=RUN`` records the model that run trained (its sparsity counted from its tensors by the run, its torch
 FP32 and OpenVINO INT8 accuracy, its training budget). ``ROUTE=RUN/teacher`` records the dense teacher a run
 trained with ``distillation.teacher: auto``; its sparsity and INT8 accuracy come from ``sst2-minilm-dense-deploy``
-(written by ``sst2_structured.py``, which takes that teacher through INT8). ``--commit`` is the commit whose
+(written by ``sst2_structured.py``, which takes that teacher through INT8). A run that starts from a prune-once
+run's ``pretrained/`` model also records that run's pre-training budget. ``--commit`` is the commit whose
 code trained the runs. Results: ``benchmarks/results/sst2_accuracy.json``, one entry per route; recording a
 route again replaces its entry.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from bench_cli import RUNS, absolute
 
+from pofa_openvino.rundir import LAYOUT
 from pofa_openvino.rundir import read_json as read
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sst2_accuracy.json"
@@ -41,7 +43,19 @@ def entry(route: str, run: str, runs: Path, commit: str) -> dict:
             "sparsity": sparsity, "fewer_flops": None if part else (report.get("structure") or {}).get("flops_ratio"),
             "dev_accuracy_fp32": fp32, "dev_accuracy_int8": int8, "epochs": training["epochs"],
             "steps": training["steps"], "minutes": round(training["seconds"] / 60, 1),
-            "mixed_precision": training.get("mixed_precision"), "commit": commit}
+            "mixed_precision": training.get("mixed_precision"), **pretraining(report), "commit": commit}
+
+
+def pretraining(report: dict) -> dict:
+    """The prune-once budget behind a run whose model is another run's ``pretrained/`` (nothing otherwise)."""
+    start = Path(report["model"]["path"])
+    source = start.parent / "report.json"
+    if start.name != LAYOUT.pretrained or not source.exists() or "pretrain" not in read(source):
+        return {}
+    pretrain = read(source)["pretrain"]
+    return {"pretrain": {"run": start.parent.name, "steps": pretrain["training"]["steps"],
+                         "minutes": round(pretrain["training"]["seconds"] / 60, 1),
+                         "schedule": pretrain["schedule"], "loss": pretrain["loss"], "texts": pretrain["texts"]}}
 
 
 def main() -> None:
