@@ -27,6 +27,7 @@ from .runtime.bundle import (
     TOKENIZER,
     Bundle,
     is_bundle,
+    names_bundle_format,
     read_json_file,
     verify,
 )
@@ -229,8 +230,8 @@ def _is_bundle_archive(path: Path) -> bool:
     try:
         with tarfile.open(path, "r:*") as tar:
             member = tar.extractfile(MANIFEST)
-            return member is not None and json.loads(member.read()).get("format") == FORMAT
-    except (OSError, KeyError, ValueError, AttributeError, tarfile.TarError, EOFError):
+            return member is not None and names_bundle_format(member.read())
+    except (OSError, KeyError, tarfile.TarError, EOFError):
         return False
 
 

@@ -47,11 +47,20 @@ def read_json_file(root: Path, name: str, kind: type) -> Any:
     return value
 
 
-def is_bundle(folder: Path) -> bool:
-    """Whether ``folder`` holds a bundle this tool wrote (its manifest names the bundle format)."""
+def names_bundle_format(manifest: str | bytes) -> bool:
+    """Whether a manifest's text names this tool's bundle format: the one test of what this tool wrote,
+    for a folder and for an archive alike."""
     try:
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
+        return json.loads(manifest).get("format") == FORMAT
+    except (ValueError, AttributeError):
+        return False
+
+
+def is_bundle(folder: Path) -> bool:
+    """Whether ``folder`` holds a bundle this tool wrote."""
+    try:
+        return names_bundle_format((folder / MANIFEST).read_bytes())
+    except OSError:
         return False
 
 

@@ -19,7 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pofa_openvino.cli import main
-from pofa_openvino.runtime.bundle import Bundle, BundleError, extract, verify
+from pofa_openvino.runtime.bundle import (
+    FORMAT,
+    MANIFEST,
+    Bundle,
+    BundleError,
+    extract,
+    is_bundle,
+    names_bundle_format,
+    verify,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -331,3 +340,22 @@ def test_a_mutated_bundle_verifies_or_is_one_bundle_error(packaged, tmp_path_fac
         verify(bundle)
     except BundleError as error:
         assert "\n" not in str(error), str(error)
+
+
+@pytest.mark.parametrize(("manifest", "ours"), [
+    (json.dumps({"format": FORMAT}), True),
+    (json.dumps({"format": FORMAT}).encode(), True),
+    (json.dumps({"format": "some-other-format"}), False),
+    (json.dumps([FORMAT]), False),
+    ("{not json", False),
+    (b"\xff\xfe", False),
+    ("", False),
+])
+def test_what_counts_as_this_tools_bundle_is_one_rule(tmp_path, manifest, ours):
+    assert names_bundle_format(manifest) is ours
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    assert is_bundle(folder) is False  # no manifest at all
+    manifest_file = folder / MANIFEST
+    manifest_file.write_bytes(manifest if isinstance(manifest, bytes) else manifest.encode())
+    assert is_bundle(folder) is ours
