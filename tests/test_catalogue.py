@@ -10,8 +10,10 @@ import pytest
 from pofa_openvino import load_recipe, run
 from pofa_openvino.catalogue import entries, init_recipe, recipe_text
 from pofa_openvino.cli import main
+from pofa_openvino.recipe import PretrainPruning, PretrainSection, TrainingSection
 from pofa_openvino.registry import MODELS
 from pofa_openvino.report import summary_rows
+from pofa_openvino.yaml_lines import parse
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -107,6 +109,28 @@ def test_the_readme_links_every_recipe_of_the_catalogue():
     readme = (RECIPES.parent / "README.md").read_text()
     missing = [entry.name for entry in entries() if f"recipes/{entry.name}.yaml" not in readme]
     assert not missing, missing
+
+
+def test_the_readme_shows_the_prune_once_recipe_as_it_is():
+    """The README's prune-once block lists every key: the recipe's value where it sets one, else the default."""
+    readme = (RECIPES.parent / "README.md").read_text()
+    block = readme.split("\n## Prune once", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    shown, _ = parse(block, "README.md")
+    recipe, _ = parse((RECIPES / "prune-once-minilm.yaml").read_text(), "prune-once-minilm.yaml")
+    assert shown["model"] == recipe["model"]
+    sections = {"pretrain": PretrainSection, "pruning": PretrainPruning, "training": TrainingSection}
+
+    def same(shown: dict, given: dict, where: str) -> None:
+        assert not set(given) - set(shown), f"{where}: the README leaves out {sorted(set(given) - set(shown))}"
+        for key, value in shown.items():
+            if key in sections:
+                same(value, given.get(key, {}), f"{where}.{key}")
+                continue
+            field = sections[where.rsplit(".", 1)[-1]].model_fields[key]
+            expected = given[key] if key in given else field.get_default(call_default_factory=True)
+            assert value == expected, f"{where}.{key}: README {value!r}, recipe or default {expected!r}"
+
+    same(shown["pretrain"], recipe["pretrain"], "pretrain")
 
 
 @pytest.mark.slow
