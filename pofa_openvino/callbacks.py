@@ -31,8 +31,10 @@ class TrainState:
     learning_rate: float = 0.0  # the rate the next step will use
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per finished epoch
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's evaluation
+    seconds: float = 0.0  # training time up to ``step``, every segment of a resumed run included
 
-    PERSISTED: ClassVar[tuple[str, ...]] = ("step", "epoch", "epoch_step", "loss", "history", "processes")
+    PERSISTED: ClassVar[tuple[str, ...]] = ("step", "epoch", "epoch_step", "loss", "history", "processes",
+                                            "seconds")
 
     @property
     def done(self) -> bool:
@@ -51,7 +53,7 @@ class TrainState:
         return {name: getattr(self, name) for name in self.PERSISTED}
 
     def load_json(self, saved: dict[str, Any]) -> None:
-        """Continue from a checkpoint's record (older ones lack ``epoch_step`` and ``processes``)."""
+        """Continue from a checkpoint's record (older ones lack ``epoch_step``, ``processes`` and ``seconds``)."""
         for name in self.PERSISTED:
             if name in saved:
                 setattr(self, name, saved[name])

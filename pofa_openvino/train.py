@@ -33,7 +33,7 @@ class TrainResult:
     epochs: float
     effective_batch_size: int
     final_loss: float
-    seconds: float
+    seconds: float  # training time, the segments before a resume included
     resumed_from_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     device: str = "cpu"
@@ -271,9 +271,13 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
              world.size, accumulation, ", INC pruning" if pruning else "")
     state, examples = TrainState(max_steps=steps, processes=world.size), 0
     with callbacks.training(state):
-        resumed_from = state.step
+        resumed_from, before = state.step, state.seconds
         trained = _parallel(model, objective, items[:micro_batch], where, world)
         started = time.perf_counter()
+
+        def clock() -> None:  # before the callbacks that checkpoint, so a resumed run's time adds up
+            state.seconds = before + time.perf_counter() - started
+
         while not state.done:
             model.train()
             for group in _epoch_steps(objective, items, micro_batch, accumulation, training.seed + state.epoch,
@@ -290,14 +294,16 @@ def train_loop(model: Any, tokenizer: Any, objective: Objective, training: Any, 
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.finish_step(loss, scheduler.get_last_lr()[0])
+                clock()
                 callbacks.on_step_end(state)
                 if state.done:
                     break
             state.finish_epoch(world.broadcast(objective.evaluate(model) if world.is_main else None))
+            clock()
             callbacks.on_epoch_end(state)
     result = TrainResult(steps=state.step, epochs=round(state.step * batch_size / len(items), 3),
                          effective_batch_size=batch_size, final_loss=round(state.loss, 6),
-                         seconds=round(time.perf_counter() - started, 2), resumed_from_step=resumed_from,
+                         seconds=round(state.seconds, 2), resumed_from_step=resumed_from,
                          history=state.history, device=where.type, mixed_precision="bf16" if autocast else "no",
                          processes=world.size)
     if world.size > 1:

@@ -168,8 +168,12 @@ def test_interrupt_marks_the_stage_and_keeps_earlier_ones(tiny_bert, tmp_path):
     assert manifest["stages"]["load"]["status"] == "done"
 
 
+SLOW_STEP = 0.75  # seconds added to each of epoch 1's steps in the interrupted run
+
+
 def test_training_resumes_from_its_last_epoch_checkpoint_exactly(tiny_bert, tmp_path, monkeypatch):
-    """Interrupted in epoch 2 (pruning under way), resumed: the result equals an uninterrupted run's."""
+    """Interrupted in epoch 2 (pruning under way), resumed: the result equals an uninterrupted run's, and
+    the reported training time includes the time before the interruption."""
     from conftest import linear_weights
 
     import pofa_openvino.train as train
@@ -187,16 +191,19 @@ def test_training_resumes_from_its_last_epoch_checkpoint_exactly(tiny_bert, tmp_
         calls.append(1)
         if len(calls) == 7:  # step 7: epoch 1's checkpoint is written, epoch 2 is half done
             raise KeyboardInterrupt
+        if len(calls) <= 4:
+            time.sleep(SLOW_STEP)  # epoch 1 is slow: its time must reach the resumed run's report
         return real_loss(*args, **kwargs)
 
     monkeypatch.setattr(train, "task_loss", interrupted_loss)
     with pytest.raises(KeyboardInterrupt):
         run(recipe, output_dir=tmp_path / "resumed")
     state = json.loads((tmp_path / "resumed" / "train-state" / "trainer_state.json").read_text())
-    assert (state["epoch"], state["step"]) == (1, 4)
+    assert (state["epoch"], state["step"]) == (1, 4) and state["seconds"] >= 4 * SLOW_STEP
     monkeypatch.setattr(train, "task_loss", real_loss)
     resumed = run(recipe, output_dir=tmp_path / "resumed", resume=True)
     assert resumed.report["training"]["resumed_from_step"] == 4 and resumed.report["training"]["steps"] == 12
+    assert resumed.report["training"]["seconds"] > state["seconds"]
     assert not (tmp_path / "resumed" / "train-state").exists()
     assert resumed.report["training"]["history"] == straight.report["training"]["history"]
     expected, got = linear_weights(straight.run_dir / "checkpoint"), linear_weights(resumed.run_dir / "checkpoint")

@@ -154,11 +154,12 @@ def test_a_checkpoint_records_the_persisted_state_and_older_ones_still_load():
     state.finish_step(0.5, 1e-3)
     state.finish_epoch({"accuracy": 0.75})
     state.finish_step(0.25, 1e-3)
-    assert state.to_json() == {"step": 2, "epoch": 1, "epoch_step": 1, "loss": 0.25, "processes": 2,
+    state.seconds = 3.5
+    assert state.to_json() == {"step": 2, "epoch": 1, "epoch_step": 1, "loss": 0.25, "processes": 2, "seconds": 3.5,
                                "history": [{"epoch": 1, "step": 1, "loss": 0.5, "accuracy": 0.75}]}
     older = TrainState(max_steps=9)
     older.load_json({"step": 4, "epoch": 2, "loss": 0.1, "history": [], "fingerprint": "f"})
-    assert (older.step, older.epoch, older.epoch_step, older.processes) == (4, 2, 0, 1)
+    assert (older.step, older.epoch, older.epoch_step, older.processes, older.seconds) == (4, 2, 0, 1, 0.0)
 
 
 @pytest.mark.slow
