@@ -42,8 +42,14 @@ def entry(route: str, run: str, runs: Path, commit: str) -> dict:
     return {"route": route, "run": run, "recipe": read(runs / name / "manifest.json")["recipe_source"],
             "sparsity": sparsity, "fewer_flops": None if part else (report.get("structure") or {}).get("flops_ratio"),
             "dev_accuracy_fp32": fp32, "dev_accuracy_int8": int8, "epochs": training["epochs"],
-            "steps": training["steps"], "minutes": round(training["seconds"] / 60, 1),
+            "steps": training["steps"], "minutes": round(training["seconds"] / 60, 1), **resumed(training),
             "mixed_precision": training.get("mixed_precision"), **pretraining(report), "commit": commit}
+
+
+def resumed(training: dict) -> dict:
+    """A resumed run's resume step: before commit aa16227 its ``minutes`` count only the steps after it."""
+    step = training.get("resumed_from_step", 0)
+    return {"resumed_from_step": step} if step else {}
 
 
 def pretraining(report: dict) -> dict:
