@@ -55,10 +55,10 @@ def resumed(training: dict) -> dict:
 def pretraining(report: dict) -> dict:
     """The prune-once budget behind a run whose model is another run's ``pretrained/`` (nothing otherwise)."""
     start = Path(report["model"]["path"])
-    source = start.parent / "report.json"
-    if start.name != LAYOUT.pretrained or not source.exists() or "pretrain" not in read(source):
+    source = start.parent / LAYOUT.report_json
+    pretrain = read(source).get("pretrain") if start.name == LAYOUT.pretrained and source.exists() else None
+    if pretrain is None:
         return {}
-    pretrain = read(source)["pretrain"]
     return {"pretrain": {"run": start.parent.name, "steps": pretrain["training"]["steps"],
                          "minutes": round(pretrain["training"]["seconds"] / 60, 1),
                          "schedule": pretrain["schedule"], "loss": pretrain["loss"], "texts": pretrain["texts"]}}
